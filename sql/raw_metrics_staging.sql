@@ -1,0 +1,9 @@
+-- A session-local staging table: COPY lands validated lines here, one INSERT moves them.
+CREATE TEMP TABLE IF NOT EXISTS raw_metrics_staging (
+  event_id    text NOT NULL,
+  customer_id text NOT NULL,
+  metric      text NOT NULL,
+  occurred_at timestamptz NOT NULL,
+  value       numeric NOT NULL,
+  document    jsonb NOT NULL
+) ON COMMIT DELETE ROWS

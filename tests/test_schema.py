@@ -1,0 +1,37 @@
+import sqlalchemy as sa
+
+from tests.helpers import sent
+from usage_billing import db, loader
+
+TABLES = {"raw_metrics", "quarantined_metrics", "aggregated_usage", "usage_events"}
+
+
+def _tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def test_schema_creates_the_contract_table(engine: sa.Engine) -> None:
+    assert _tables(engine) >= TABLES
+    columns = {c["name"]: c for c in sa.inspect(engine).get_columns("raw_metrics")}
+    assert list(columns) == [
+        "event_id",
+        "customer_id",
+        "metric",
+        "occurred_at",
+        "received_at",
+        "value",
+        "properties",
+    ]
+    assert str(columns["value"]["type"]) == "NUMERIC"
+    assert sa.inspect(engine).get_pk_constraint("raw_metrics")["constrained_columns"] == [
+        "event_id"
+    ]
+
+
+def test_init_is_idempotent_and_keeps_data(engine: sa.Engine) -> None:
+    loader.load_lines(engine, [sent("e1", "2025-01-01T00:00:00+00:00", 5)], source="t")
+    db.init_schema(engine)
+    db.init_schema(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT value FROM raw_metrics")).scalar_one() == 5
+    assert _tables(engine) >= TABLES

@@ -1,0 +1,1 @@
+"""Assets by stage: raw metrics, aggregated usage per collector, usage events, reporting."""

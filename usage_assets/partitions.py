@@ -1,0 +1,9 @@
+"""Monthly partitions: keys `YYYY-MM`, the current month included so it can be kept fresh."""
+
+import dagster as dg
+
+FIRST_MONTH = "2025-01"
+
+monthly_partitions = dg.MonthlyPartitionsDefinition(
+    start_date=FIRST_MONTH, fmt="%Y-%m", end_offset=1, timezone="UTC"
+)

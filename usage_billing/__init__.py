@@ -1,0 +1,1 @@
+"""Usage billing: raw metrics -> SQL collectors -> usage events -> billing API, exactly once."""

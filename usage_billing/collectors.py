@@ -1,0 +1,152 @@
+"""Collectors: one `sql/collectors/<billable_metric>.sql` file each, with its metadata in a header.
+
+A collector file starts with `-- key: value` lines, then one SELECT returning
+`(customer_id text, window_start timestamptz, groups jsonb, value numeric)` for the half-open period
+`[:period_start, :period_end)`; `:as_of` is the pipeline clock (for settlement rules). Header keys:
+
+    -- billable_metric: fin_resolutions    (required; also the reported event_type)
+    -- description: ...                     (required; shown in the Dagster UI)
+    -- raw_metric: support_event(ticket_id) (one per raw metric read, with required properties)
+    -- restatement_horizon_days: 3          (how long after a period its value may still change)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+
+import sqlalchemy as sa
+
+import sql
+
+_HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.+?)\s*$")
+_RAW_METRIC = re.compile(r"^([a-z][a-z0-9_]*)\s*(?:\(([^)]*)\))?$")
+
+
+class CollectorDefinitionError(ValueError):
+    """A collector file's header is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class RawMetric:
+    """A raw metric the loader accepts, with the properties every line of it must carry."""
+
+    name: str
+    required_properties: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Collector:
+    """A billable metric computed by one SQL file."""
+
+    billable_metric: str
+    description: str
+    raw_metrics: tuple[RawMetric, ...]
+    restatement_horizon: dt.timedelta
+    sql: str
+    file_name: str
+
+
+def parse(file_name: str, text: str) -> Collector:
+    """Build a Collector from a collector file's text."""
+    header: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        match = _HEADER.match(line)
+        if match:
+            header.setdefault(match.group(1), []).append(match.group(2))
+        elif line.strip() and not line.startswith("--"):
+            break
+
+    def one(key: str) -> str:
+        values = header.get(key)
+        if not values or len(values) != 1:
+            raise CollectorDefinitionError(f"{file_name}: needs exactly one '-- {key}:' line")
+        return values[0]
+
+    raw_metrics = []
+    for declaration in header.get("raw_metric", []):
+        match = _RAW_METRIC.match(declaration)
+        if not match:
+            raise CollectorDefinitionError(f"{file_name}: bad raw_metric {declaration!r}")
+        properties = tuple(p.strip() for p in (match.group(2) or "").split(",") if p.strip())
+        raw_metrics.append(RawMetric(match.group(1), properties))
+    if not raw_metrics:
+        raise CollectorDefinitionError(f"{file_name}: declare at least one '-- raw_metric:'")
+    return Collector(
+        billable_metric=one("billable_metric"),
+        description=one("description"),
+        raw_metrics=tuple(raw_metrics),
+        restatement_horizon=dt.timedelta(days=int(one("restatement_horizon_days"))),
+        sql=text,
+        file_name=file_name,
+    )
+
+
+@functools.cache
+def collectors() -> dict[str, Collector]:
+    """Every collector in `sql/collectors/`, by billable metric, in a stable order."""
+    found: dict[str, Collector] = {}
+    for path in sorted((sql.SQL_DIR / "collectors").glob("*.sql")):
+        collector = parse(path.name, path.read_text())
+        if collector.billable_metric in found:
+            raise CollectorDefinitionError(
+                f"{path.name}: {collector.billable_metric} defined twice"
+            )
+        found[collector.billable_metric] = collector
+    return found
+
+
+@functools.cache
+def raw_metrics() -> dict[str, RawMetric]:
+    """Every raw metric some collector reads, with the union of the properties they require."""
+    required: dict[str, set[str]] = {}
+    for collector in collectors().values():
+        for raw in collector.raw_metrics:
+            required.setdefault(raw.name, set()).update(raw.required_properties)
+    return {name: RawMetric(name, tuple(sorted(props))) for name, props in sorted(required.items())}
+
+
+def _params(collector: Collector, start: dt.datetime, end: dt.datetime, as_of: dt.datetime):
+    return {
+        "billable_metric": collector.billable_metric,
+        "period_start": start,
+        "period_end": end,
+        "as_of": as_of,
+    }
+
+
+def compute(
+    conn: sa.Connection,
+    collector: Collector,
+    start: dt.datetime,
+    end: dt.datetime,
+    as_of: dt.datetime,
+) -> list[sa.Row]:
+    """Run a collector's SELECT for [start, end) and return its rows (tests and previews)."""
+    return list(conn.execute(sa.text(collector.sql), _params(collector, start, end, as_of)))
+
+
+@dataclass(frozen=True)
+class PartitionSummary:
+    rows: int
+    customers: int
+    total: Decimal
+
+
+def replace_partition(
+    conn: sa.Connection,
+    collector: Collector,
+    start: dt.datetime,
+    end: dt.datetime,
+    as_of: dt.datetime,
+) -> PartitionSummary:
+    """Delete the period's aggregated usage for this metric and recompute it, in one transaction."""
+    params = _params(collector, start, end, as_of)
+    conn.execute(sa.text(sql.read("aggregated_usage_delete.sql")), params)
+    insert = sql.read("aggregated_usage_insert.sql").replace("{collector_sql}", collector.sql)
+    conn.execute(sa.text(insert), params)
+    row = conn.execute(sa.text(sql.read("aggregated_usage_summary.sql")), params).one()
+    return PartitionSummary(rows=row.rows, customers=row.customers, total=Decimal(row.total))

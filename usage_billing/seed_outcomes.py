@@ -1,0 +1,1 @@
+"""Seed generators for the outcome-based raw metrics (registered with `seed.generator`)."""
