@@ -6,4 +6,4 @@ SELECT :billable_metric, c.customer_id, c.window_start, c.groups, c.value, now()
 FROM ({collector_sql}) AS c
 WHERE c.window_start >= :period_start
   AND c.window_start < :period_end
-  AND c.value <> 0
+  AND c.value <> 0  -- also drops NULL (no billable event in the window)

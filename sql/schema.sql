@@ -13,6 +13,11 @@ CREATE TABLE IF NOT EXISTS raw_metrics (
 -- Collectors scan one metric over a time window; INCLUDE makes the common scan index-only.
 CREATE INDEX IF NOT EXISTS raw_metrics_metric_occurred_idx
   ON raw_metrics (metric, occurred_at) INCLUDE (customer_id, value);
+-- Daily collectors group by (customer, UTC day): tell the planner how many groups that makes, so it
+-- hashes instead of sorting millions of rows.
+CREATE STATISTICS IF NOT EXISTS raw_metrics_customer_day_stats (ndistinct)
+  ON customer_id, date_bin('1 day', occurred_at, timestamptz '2000-01-01 00:00:00+00')
+  FROM raw_metrics;
 -- Late-data detection: what arrived since a partition was last reported.
 CREATE INDEX IF NOT EXISTS raw_metrics_received_idx ON raw_metrics (received_at);
 
@@ -49,4 +54,49 @@ CREATE TABLE IF NOT EXISTS usage_events (
   quantity     numeric NOT NULL,
   properties   jsonb NOT NULL,
   PRIMARY KEY (event_type, window_start, customer_id, groups)
+);
+
+-- Reporting ledger: per (event type, customer, window, group), what has been committed to the outbox
+-- (`committed`, acknowledged or not) and what the billing API has acknowledged. A run reports
+-- truth - committed; `revision` numbers the deltas and makes their transaction ids deterministic.
+CREATE TABLE IF NOT EXISTS usage_ledger (
+  event_type   text NOT NULL,
+  customer_id  text NOT NULL,
+  window_start timestamptz NOT NULL,
+  groups       jsonb NOT NULL DEFAULT '{}',
+  committed    numeric NOT NULL,
+  acknowledged numeric NOT NULL DEFAULT 0,
+  revision     integer NOT NULL,
+  updated_at   timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (event_type, window_start, customer_id, groups)
+);
+
+-- Outbox: every delta, written with its transaction id before any send, then acknowledged or dead.
+CREATE TABLE IF NOT EXISTS usage_outbox (
+  transaction_id  text PRIMARY KEY,
+  partition_key   text NOT NULL,
+  event_type      text NOT NULL,
+  customer_id     text NOT NULL,
+  window_start    timestamptz NOT NULL,
+  groups          jsonb NOT NULL DEFAULT '{}',
+  revision        integer NOT NULL,
+  delta           numeric NOT NULL,
+  status          text NOT NULL DEFAULT 'pending'
+                  CHECK (status IN ('pending', 'acknowledged', 'dead')),
+  attempts        integer NOT NULL DEFAULT 0,
+  created_at      timestamptz NOT NULL DEFAULT now(),
+  acknowledged_at timestamptz
+);
+CREATE INDEX IF NOT EXISTS usage_outbox_open_idx
+  ON usage_outbox (partition_key, status) WHERE status <> 'acknowledged';
+
+-- Dead-letter queue: outbox events that failed permanently, with the API's answer; redrive resends
+-- them with the same transaction ids and sets resolved_at once they are acknowledged.
+CREATE TABLE IF NOT EXISTS dead_letters (
+  transaction_id text PRIMARY KEY REFERENCES usage_outbox (transaction_id),
+  status_code    integer,
+  message        text NOT NULL,
+  failures       integer NOT NULL DEFAULT 1,
+  failed_at      timestamptz NOT NULL DEFAULT now(),
+  resolved_at    timestamptz
 );

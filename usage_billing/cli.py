@@ -13,7 +13,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 import sql
-from usage_billing import db, instance, loader, seed
+from resources import billing_api
+from usage_billing import clock, db, instance, loader, reporting, seed
 from usage_billing.materialize import materialize
 
 
@@ -108,6 +109,35 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
     return sandbox_cli.run(args)
 
 
+def cmd_dlq_list(args: argparse.Namespace) -> int:
+    letters = reporting.dead_letters(_engine())
+    if args.json:
+        rows = [{key: str(value) for key, value in row._mapping.items()} for row in letters]
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{len(letters)} unresolved dead letters")
+    for row in letters:
+        print(
+            f"{row.partition_key} {row.transaction_id} {row.event_type} {row.customer_id} "
+            f"{row.window_start:%Y-%m-%d} delta={reporting.decimal_text(row.delta)} "
+            f"status={row.status_code} failures={row.failures}: {row.message}"
+        )
+    return 0
+
+
+def cmd_dlq_redrive(args: argparse.Namespace) -> int:
+    engine = _engine()
+    results = reporting.redrive(engine, billing_api.from_environment(), clock.now(), args.month)
+    for month, stats in results.items():
+        print(
+            f"{month}: resent {stats.sent}, acknowledged {stats.acknowledged}, "
+            f"dead again {stats.dead_lettered}"
+        )
+    if not results:
+        print("nothing to redrive")
+    return 1 if any(stats.dead_lettered for stats in results.values()) else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from usage_billing import demo
 
@@ -170,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
     except ImportError:
         pass
     sandbox.set_defaults(run=cmd_sandbox)
+
+    dlq = commands.add_parser("dlq", help="dead-letter queue").add_subparsers(
+        dest="dlq_command", required=True
+    )
+    dlq_list = dlq.add_parser("list", help="unresolved dead letters")
+    dlq_list.add_argument("--json", action="store_true")
+    dlq_list.set_defaults(run=cmd_dlq_list)
+    dlq_redrive = dlq.add_parser("redrive", help="re-send dead letters with the same ids")
+    dlq_redrive.add_argument("--month", type=_month)
+    dlq_redrive.set_defaults(run=cmd_dlq_redrive)
 
     demo = commands.add_parser("demo", help="run the whole pipeline on the embedded default")
     demo.add_argument("--customers", type=int, default=50)

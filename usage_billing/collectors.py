@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 import sql
 
+COLLECTOR_WORK_MEM = "256MB"
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.+?)\s*$")
 _RAW_METRIC = re.compile(r"^([a-z][a-z0-9_]*)\s*(?:\(([^)]*)\))?$")
 
@@ -145,6 +146,8 @@ def replace_partition(
 ) -> PartitionSummary:
     """Delete the period's aggregated usage for this metric and recompute it, in one transaction."""
     params = _params(collector, start, end, as_of)
+    # Aggregations hash a month of groups; the default 4 MB would spill them to disk.
+    conn.exec_driver_sql(f"SET LOCAL work_mem = '{COLLECTOR_WORK_MEM}'")
     conn.execute(sa.text(sql.read("aggregated_usage_delete.sql")), params)
     insert = sql.read("aggregated_usage_insert.sql").replace("{collector_sql}", collector.sql)
     conn.execute(sa.text(insert), params)

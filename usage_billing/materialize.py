@@ -16,7 +16,7 @@ class RunOutcome:
     failed_steps: tuple[str, ...]
 
 
-def materialize(month: str, select: str | None = None) -> RunOutcome:
+def materialize(month: str, select: str | None = None, log_level: str = "INFO") -> RunOutcome:
     """Execute the selected assets (all by default) for partition `month` under the asset job."""
     dagster_instance = instance.get_instance()
     from usage_assets.definitions import defs  # after prepare(): the resources read the env
@@ -34,7 +34,7 @@ def materialize(month: str, select: str | None = None) -> RunOutcome:
         partition_key=month,
         asset_selection=keys,
         raise_on_error=False,
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     failed = tuple(
         event.step_key or ""

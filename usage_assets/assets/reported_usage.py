@@ -1,0 +1,64 @@
+"""Usage the billing API accepted: deltas against the ledger, through the outbox, exactly once."""
+
+import dagster as dg
+
+from resources import WarehouseResource
+from resources.billing_api import BillingApiAuthError, BillingApiResource
+from usage_assets.assets.usage_events import usage_events
+from usage_assets.partitions import monthly_partitions
+from usage_billing import clock, reporting
+
+
+def _metadata(stats: reporting.ReportStats) -> dict[str, object]:
+    return {
+        "sent": stats.sent,
+        "retried_requests": stats.retried_requests,
+        "acknowledged": stats.acknowledged,
+        "dead_lettered": stats.dead_lettered,
+        "skipped_unchanged": stats.skipped_unchanged,
+        "planned_deltas": stats.planned,
+        "dated_now_corrections": stats.corrections,
+        "errors": dg.MetadataValue.json(stats.errors),
+    }
+
+
+@dg.asset(
+    description=(
+        "Reports the month's usage events to the billing API exactly once: the delta between "
+        "`usage_events` and the ledger goes to the outbox with deterministic transaction ids, is "
+        "sent in batches of 100 with retries, and is marked acknowledged; permanent failures go to "
+        "the dead-letter queue. Windows past the 34-day backdating limit are sent dated now with "
+        "`corrects_window`. Fails (after recording everything) when anything was dead-lettered."
+    ),
+    group_name="reporting",
+    partitions_def=monthly_partitions,
+    deps=[usage_events],
+    kinds={"postgres", "api"},
+)
+def reported_usage(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    billing_api: BillingApiResource,
+) -> dg.MaterializeResult:
+    window = context.partition_time_window
+    try:
+        stats = reporting.report_partition(
+            warehouse.engine,
+            billing_api,
+            context.partition_key,
+            window.start,
+            window.end,
+            clock.now(),
+        )
+    except BillingApiAuthError as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+    metadata = _metadata(stats)
+    if stats.dead_lettered:
+        raise dg.Failure(
+            description=(
+                f"{stats.dead_lettered} events went to the dead-letter queue "
+                "(`usage-billing dlq list`; redrive with `usage-billing dlq redrive`)"
+            ),
+            metadata=metadata,
+        )
+    return dg.MaterializeResult(metadata=metadata)
