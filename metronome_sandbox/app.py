@@ -22,7 +22,7 @@ from metronome_sandbox.controls import Controls
 from metronome_sandbox.ratelimit import retry_after_headers
 from metronome_sandbox.settings import SandboxSettings
 from metronome_sandbox.store import Store
-from metronome_sandbox.validation import ValidationError, validate_batch
+from metronome_sandbox.validation import ValidationError, check_text, validate_batch
 
 log = logging.getLogger("metronome_sandbox")
 
@@ -162,7 +162,7 @@ class SandboxApi:
         """POST /v1/events/search."""
         body = await read_json(request)
         ids = body.get("transactionIds") if isinstance(body, dict) else None
-        if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
+        if not isinstance(ids, list) or not all(_storable(item) for item in ids):
             raise HttpError(400, "transactionIds must be an array of strings")
         found = await run_in_threadpool(self.store.search, ids, self.controls.now())
         by_type: dict[str, list[metrics.BillableMetric]] = {}
@@ -181,6 +181,8 @@ class SandboxApi:
     async def sandbox_events(self, request: Request) -> Response:
         """GET /sandbox/events[?customer_id=&event_type=]: accepted, de-duplicated events."""
         params = request.query_params
+        if not all(_storable(value) for value in params.values()):
+            raise HttpError(400, "query parameters must be valid text")
         found = await run_in_threadpool(
             self.store.events, params.get("customer_id"), params.get("event_type")
         )
@@ -207,6 +209,10 @@ class SandboxApi:
     async def sandbox_health(self, request: Request) -> Response:
         """GET /sandbox/health."""
         return json_response({"status": "ok", **self.controls.clock()})
+
+
+def _storable(value: Any) -> bool:
+    return isinstance(value, str) and check_text(value) is None
 
 
 def _page_limit(raw: str | None, default: int) -> int:

@@ -103,14 +103,15 @@ def _aligned(value: dt.datetime, window_size: str) -> bool:
 def _group_by(raw: Any, field: str) -> tuple[str | None, tuple[str, ...] | None]:
     if raw is None:
         return None, None
-    if not isinstance(raw, dict) or not isinstance(raw.get("key"), str) or not raw["key"]:
+    key = raw.get("key") if isinstance(raw, dict) else None
+    if not isinstance(key, str) or not key or check_text(key):
         raise ValidationError(f"{field} must be an object with a non-empty string key")
     if "values" not in raw:
-        return raw["key"], None
+        return key, None
     values = _text_list(raw["values"], f"{field}.values", minimum=1)
     if len(values) > MAX_GROUP_VALUES:
         raise ValidationError(f"{field}.values must hold at most {MAX_GROUP_VALUES} values")
-    return raw["key"], values
+    return key, values
 
 
 def _metric_queries(raw: Any, known: Sequence[BillableMetric]) -> tuple[MetricQuery, ...]:

@@ -7,6 +7,7 @@ Retries 408/409/429/5xx, timeouts and connection errors with exponential backoff
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import gzip
 import json
@@ -249,6 +250,20 @@ class BillingApiResource(dg.ConfigurableResource):
                 next_page = page.get("next_page")
                 if not next_page:
                     return
+
+    def healthy(self) -> bool:
+        """True when an authenticated read (`/v1/usage` for yesterday, one row) succeeds."""
+        today = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), dt.UTC)
+        body = {
+            "starting_on": (today - dt.timedelta(days=1)).isoformat().replace("+00:00", "Z"),
+            "ending_before": today.isoformat().replace("+00:00", "Z"),
+            "window_size": "none",
+        }
+        try:
+            with self._client() as client:
+                return client.post("/v1/usage", json=body, params={"limit": 1}).is_success
+        except httpx.HTTPError:
+            return False
 
 
 def from_environment() -> BillingApiResource:

@@ -87,8 +87,7 @@ CREATE TABLE IF NOT EXISTS usage_outbox (
   created_at      timestamptz NOT NULL DEFAULT now(),
   acknowledged_at timestamptz
 );
-CREATE INDEX IF NOT EXISTS usage_outbox_open_idx
-  ON usage_outbox (partition_key, status) WHERE status <> 'acknowledged';
+CREATE INDEX IF NOT EXISTS usage_outbox_partition_idx ON usage_outbox (partition_key, status);
 
 -- Dead-letter queue: outbox events that failed permanently, with the API's answer; redrive resends
 -- them with the same transaction ids and sets resolved_at once they are acknowledged.
@@ -99,4 +98,22 @@ CREATE TABLE IF NOT EXISTS dead_letters (
   failures       integer NOT NULL DEFAULT 1,
   failed_at      timestamptz NOT NULL DEFAULT now(),
   resolved_at    timestamptz
+);
+
+-- Known customers (billing API customer ids or ingest aliases). When it has rows, usage for any other
+-- customer id is an invalid value that blocks reporting.
+CREATE TABLE IF NOT EXISTS customers (
+  customer_id text PRIMARY KEY,
+  name        text,
+  created_at  timestamptz NOT NULL DEFAULT now()
+);
+
+-- Alert incidents: one notification per incident (a failing check, exhausted retries), until it
+-- is resolved.
+CREATE TABLE IF NOT EXISTS alert_incidents (
+  incident_key text PRIMARY KEY,
+  summary      text NOT NULL,
+  opened_at    timestamptz NOT NULL DEFAULT now(),
+  notified_at  timestamptz,
+  resolved_at  timestamptz
 );

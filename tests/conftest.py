@@ -6,6 +6,7 @@ else the embedded PostgreSQL wheel, so the suite also runs on a machine with not
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from collections.abc import Iterator
@@ -13,8 +14,18 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
 
+from metronome_sandbox.server import running_sandbox
+from metronome_sandbox.settings import DEV_TOKEN, SandboxSettings
+from resources.billing_api import BillingApiResource
+from tests.pipeline import NOW, Sandbox, fast_api
 from usage_billing import db
+
+# CI explores the same examples on every run (reproducible); developers' runs explore new ones.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 LOCAL_SERVER = "postgresql+psycopg://root@127.0.0.1:5432/test"
 
@@ -87,3 +98,25 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
     db.init_schema(engine)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def now(monkeypatch: pytest.MonkeyPatch) -> dt.datetime:
+    """The pipeline clock, pinned (sandbox fixtures pin theirs to the same instant)."""
+    monkeypatch.setenv("USAGE_BILLING_NOW", NOW.isoformat())
+    return NOW
+
+
+@pytest.fixture
+def sandbox(database_url: str, engine: sa.Engine, now: dt.datetime) -> Iterator[Sandbox]:
+    """A real Metronome sandbox over loopback, storing in the test's database."""
+    settings = SandboxSettings(
+        port=0, database_url=database_url, now=now, token=DEV_TOKEN, fault_seed=7
+    )
+    with running_sandbox(settings) as url:
+        yield Sandbox(url)
+
+
+@pytest.fixture
+def api(sandbox: Sandbox) -> BillingApiResource:
+    return fast_api(sandbox.url)

@@ -8,11 +8,21 @@ import dagster as dg
 
 from metronome_sandbox.settings import DEV_TOKEN
 from resources import WarehouseResource
+from resources.alerts import AlertsResource
 from resources.billing_api import DEFAULT_BASE_URL, BillingApiResource
 from usage_assets.assets.aggregated_usage import usage_assets
 from usage_assets.assets.raw_metrics import raw_metrics
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
+from usage_assets.checks import checks
+from usage_assets.jobs import dlq_redrive_job, usage_billing_job
+from usage_assets.schedules import schedules
+from usage_assets.sensors import (
+    build_check_alert_sensor,
+    late_raw_data,
+    redrive_when_healthy,
+    retry_failed_partitions,
+)
 
 
 def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
@@ -22,11 +32,21 @@ def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
 
 defs = dg.Definitions(
     assets=[raw_metrics, *usage_assets, usage_events, reported_usage],
+    asset_checks=checks,
+    jobs=[usage_billing_job, dlq_redrive_job],
+    schedules=schedules,
+    sensors=[
+        retry_failed_partitions,
+        redrive_when_healthy,
+        late_raw_data,
+        build_check_alert_sensor([key for check in checks for key in check.check_keys]),
+    ],
     resources={
         "warehouse": WarehouseResource(database_url=_env_or("USAGE_DATABASE_URL", None)),
         "billing_api": BillingApiResource(
             base_url=_env_or("METRONOME_BASE_URL", DEFAULT_BASE_URL),
             bearer_token=_env_or("METRONOME_BEARER_TOKEN", DEV_TOKEN),
         ),
+        "alerts": AlertsResource(webhook_url=_env_or("USAGE_ALERTS_WEBHOOK_URL", None)),
     },
 )

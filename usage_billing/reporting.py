@@ -139,19 +139,25 @@ def report_partition(
 
 
 def redrive(
-    engine: sa.Engine, api: BillingApiResource, now: dt.datetime, partition_key: str | None = None
+    engine: sa.Engine,
+    api: BillingApiResource,
+    now: dt.datetime,
+    partition_key: str | None = None,
+    retryable_only: bool = False,
 ) -> dict[str, DeliveryStats]:
-    """Re-send dead letters (all, or one month's) with their original transaction ids."""
+    """Re-send dead letters (all, or one month's; with `retryable_only`, only those that died of
+    unavailability) with their original transaction ids."""
+    params = {"partition_key": partition_key, "retryable_only": retryable_only}
     with engine.connect() as conn:
-        partitions = conn.execute(
-            sa.text(sql.read("dlq_partitions.sql")), {"partition_key": partition_key}
-        ).scalars()
-        partitions = list(partitions)
+        partitions = list(conn.execute(sa.text(sql.read("dlq_partitions.sql")), params).scalars())
     results = {}
     for key in partitions:
         with partition_lock(engine, key):
             with engine.begin() as conn:
-                conn.execute(sa.text(sql.read("dlq_requeue.sql")), {"partition_key": key})
+                conn.execute(
+                    sa.text(sql.read("dlq_requeue.sql")),
+                    {"partition_key": key, "retryable_only": retryable_only},
+                )
             results[key] = deliver_pending(engine, api, key, now)
     return results
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from metronome_sandbox.server import running_sandbox
 from metronome_sandbox.settings import SandboxSettings
-from tests.reporting.conftest import (
+from tests.pipeline import (
     NOW,
     Sandbox,
     aggregate,

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from resources.billing_api import BillingApiResource
 from tests.helpers import sent
-from tests.reporting.conftest import (
+from tests.pipeline import (
     NOW,
     Sandbox,
     aggregate,

@@ -207,7 +207,7 @@ def test_search_returns_events_with_duplicate_flags(client: httpx.Client) -> Non
 
 
 def test_search_needs_transaction_ids(client: httpx.Client) -> None:
-    for body in ({}, {"transactionIds": "s1"}, {"transactionIds": [1]}, []):
+    for body in ({}, {"transactionIds": "s1"}, {"transactionIds": [1, "a\x00"]}, []):
         response = client.post("/v1/events/search", json=body)
         assert response.status_code == 400
         assert "transactionIds" in response.json()["message"]

@@ -1,21 +1,17 @@
-"""A real sandbox over loopback, on the test's database, its clock pinned with the pipeline's."""
+"""Pipeline helpers for tests: the sandbox as seen from outside, running months, reading truth."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 import dagster as dg
 import httpx
-import pytest
 import sqlalchemy as sa
 
-from metronome_sandbox.server import running_sandbox
-from metronome_sandbox.settings import DEV_TOKEN, SandboxSettings
+from metronome_sandbox.settings import DEV_TOKEN
 from resources import WarehouseResource
 from resources.billing_api import BillingApiResource
 from tests.helpers import at
@@ -45,26 +41,6 @@ class Sandbox:
             metric = event["event_type"]
             totals[(event["customer_id"], metric)] += Decimal(event["properties"][metric])
         return {key: value for key, value in totals.items() if value != 0}
-
-
-@pytest.fixture
-def now(monkeypatch: pytest.MonkeyPatch) -> dt.datetime:
-    monkeypatch.setenv("USAGE_BILLING_NOW", NOW.isoformat())
-    return NOW
-
-
-@pytest.fixture
-def sandbox(database_url: str, engine: sa.Engine, now: dt.datetime) -> Iterator[Sandbox]:
-    settings = SandboxSettings(
-        port=0, database_url=database_url, now=now, token=DEV_TOKEN, fault_seed=7
-    )
-    with running_sandbox(settings) as url:
-        yield Sandbox(url)
-
-
-@pytest.fixture
-def api(sandbox: Sandbox) -> BillingApiResource:
-    return fast_api(sandbox.url)
 
 
 def fast_api(url: str, token: str = DEV_TOKEN, **overrides: Any) -> BillingApiResource:

@@ -1,0 +1,1 @@
+SELECT coalesce(max(received_at), now()) FROM raw_metrics

@@ -1,0 +1,205 @@
+"""Asset checks: reporting gaps, reconciliation with the billing API, raw-data gaps, invalid values.
+
+Every failed check says exactly which customers, metrics and days are affected (metadata `problems`,
+the first 50 of them, and their count). Checks of reported usage look at every partition; checks
+that run inside a partition's run (invalid values, raw-data gaps) look at that partition.
+"""
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import dagster as dg
+import sqlalchemy as sa
+
+import sql
+from resources import WarehouseResource
+from resources.billing_api import BillingApiResource
+from usage_assets.assets.aggregated_usage import usage_asset_key
+from usage_assets.assets.reported_usage import reported_usage
+from usage_assets.assets.usage_events import usage_events
+from usage_assets.partitions import FIRST_MONTH, monthly_partitions
+from usage_billing import clock, seed
+from usage_billing.collectors import Collector, collectors
+from usage_billing.reporting import rfc3339
+
+SHOWN = 50
+# A raw metric "normally has data" when at least this share of the window's days have rows.
+NORMAL_DAYS_SHARE = 0.5
+RAW_GAP_LOOKBACK = dt.timedelta(days=28)
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    return value
+
+
+def _problems(rows: Iterable[Any]) -> list[dict[str, Any]]:
+    return [{k: _json_ready(v) for k, v in row._mapping.items()} for row in rows]
+
+
+def result(
+    findings: dict[str, Sequence[dict[str, Any]]],
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    **extra: Any,
+) -> dg.AssetCheckResult:
+    """Pass when every finding list is empty; otherwise list them (capped) in metadata."""
+    metadata: dict[str, Any] = dict(extra)
+    for name, problems in findings.items():
+        metadata[f"{name}_count"] = len(problems)
+        if problems:
+            metadata[name] = dg.MetadataValue.json(list(problems[:SHOWN]))
+    passed = not any(findings.values())
+    return dg.AssetCheckResult(passed=passed, severity=severity, metadata=metadata)
+
+
+def _closed_months(now: dt.datetime) -> list[str]:
+    current = now.strftime("%Y-%m")
+    return [key for key in monthly_partitions.get_partition_keys() if key < current]
+
+
+def _never_reported(conn: sa.Connection, now: dt.datetime) -> list[dict[str, Any]]:
+    metrics = sorted({raw.name for c in collectors().values() for raw in c.raw_metrics})
+    missing = []
+    for month in _closed_months(now):
+        start, end = seed.month_bounds(month)
+        params = {"period_start": start, "period_end": end, "metrics": metrics}
+        has_data = conn.execute(sa.text(sql.read("check_months_with_data.sql")), params).scalar()
+        if (
+            has_data
+            and not conn.execute(sa.text(sql.read("check_month_reported.sql")), params).scalar()
+        ):
+            missing.append({"month": month, "problem": "raw metrics but nothing reported"})
+    return missing
+
+
+@dg.asset_check(
+    asset=reported_usage,
+    description="Every closed month is fully reported and "
+    "acknowledged: no unacknowledged ledger amounts, pending outbox events, dead "
+    "letters, unreported truth, or months with raw data that were never reported.",
+)
+def reporting_gaps(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    now = clock.now()
+    month_start = seed.month_bounds(now.strftime("%Y-%m"))[0]
+    with warehouse.begin() as conn:
+        findings = {
+            "unacknowledged": _problems(
+                conn.execute(sa.text(sql.read("check_unacknowledged.sql")))
+            ),
+            "pending_outbox": _problems(
+                conn.execute(sa.text(sql.read("check_pending_outbox.sql")))
+            ),
+            "dead_letters": _problems(conn.execute(sa.text(sql.read("dlq_list.sql")))),
+            "unreported": _problems(
+                conn.execute(sa.text(sql.read("check_unreported.sql")), {"before": month_start})
+            ),
+            "months_never_reported": _never_reported(conn, now),
+        }
+    return result(findings)
+
+
+@dg.asset_check(
+    asset=reported_usage,
+    description="The billing API's own /v1/usage totals equal "
+    "the ledger's acknowledged totals, per customer and billable metric.",
+)
+def billing_api_reconciliation(
+    warehouse: WarehouseResource, billing_api: BillingApiResource
+) -> dg.AssetCheckResult:
+    now = clock.now()
+    start = seed.month_bounds(FIRST_MONTH)[0]
+    until = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+    api_totals: dict[tuple[str, str], Decimal] = {}
+    for row in billing_api.usage(rfc3339(start), rfc3339(until)):
+        value = Decimal(row["value"] or 0)
+        if value:
+            key = (row["customer_id"], row["billable_metric_name"])
+            api_totals[key] = api_totals.get(key, Decimal(0)) + value
+    with warehouse.begin() as conn:
+        rows = conn.execute(sa.text(sql.read("ledger_acknowledged_totals.sql")))
+        ledger = {(r.customer_id, r.metric): r.acknowledged for r in rows}
+    mismatches = [
+        {
+            "customer_id": customer,
+            "metric": metric,
+            "ledger": str(ledger.get((customer, metric), 0)),
+            "billing_api": str(api_totals.get((customer, metric), 0)),
+        }
+        for customer, metric in sorted(set(ledger) | set(api_totals))
+        if ledger.get((customer, metric), 0) != api_totals.get((customer, metric), 0)
+    ]
+    return result({"mismatches": mismatches}, compared=len(set(ledger) | set(api_totals)))
+
+
+@dg.asset_check(
+    asset=usage_events,
+    blocking=True,
+    description="Blocks reporting of usage that "
+    "must not be billed: negative usage, or customers the registry does not know.",
+)
+def invalid_values(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    query = sql.read("check_invalid_values.sql")
+    params: dict[str, Any] = {}
+    if context.has_partition_key:  # inside a partition's run: that partition only
+        window = context.partition_time_window
+        query = f"SELECT * FROM ({query}) AS all_months WHERE day >= :first_day AND day < :end_day"
+        params = {"first_day": f"{window.start:%Y-%m-%d}", "end_day": f"{window.end:%Y-%m-%d}"}
+    with warehouse.begin() as conn:
+        return result({"invalid": _problems(conn.execute(sa.text(query), params))})
+
+
+def _raw_gap_window(context: dg.AssetCheckExecutionContext) -> tuple[dt.datetime, dt.datetime]:
+    today = dt.datetime.combine(clock.now().date(), dt.time(), dt.UTC)
+    if context.has_partition_key:
+        window = context.partition_time_window
+        return window.start, min(window.end, today)
+    return today - RAW_GAP_LOOKBACK, today
+
+
+def build_raw_data_gap_check(collector: Collector) -> dg.AssetChecksDefinition:
+    """WARN when a day has no raw metrics for this collector while most days have them."""
+    metrics = [raw.name for raw in collector.raw_metrics]
+
+    @dg.asset_check(
+        asset=usage_asset_key(collector.billable_metric),
+        name="raw_data_gaps",
+        description=f"Days without raw {', '.join(metrics)} while most days have them (a broken "
+        "producer or a lost load), as a warning.",
+    )
+    def _check(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
+        start, end = _raw_gap_window(context)
+        if end <= start:
+            return result({"empty_days": []}, dg.AssetCheckSeverity.WARN)
+        params = {"metrics": metrics, "period_start": start, "period_end": end}
+        with warehouse.begin() as conn:
+            days = conn.execute(sa.text(sql.read("check_raw_data_days.sql")), params).all()
+        with_data = sum(1 for day in days if day.rows)
+        normal = days and with_data / len(days) >= NORMAL_DAYS_SHARE
+        empty = [
+            {"metric": collector.billable_metric, "day": str(d.day)} for d in days if not d.rows
+        ]
+        return result(
+            {"empty_days": empty if normal else []},
+            dg.AssetCheckSeverity.WARN,
+            days_with_data=with_data,
+            days=len(days),
+        )
+
+    return _check
+
+
+checks = [
+    reporting_gaps,
+    billing_api_reconciliation,
+    invalid_values,
+    *(build_raw_data_gap_check(c) for c in collectors().values()),
+]

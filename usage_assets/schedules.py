@@ -1,0 +1,84 @@
+"""Schedules: keep the current month fresh, close the last one, sweep restatement horizons.
+
+All run in UTC and start RUNNING (the daemon of `usage-billing ui` or `dagster dev` evaluates them).
+"""
+
+import datetime as dt
+
+import dagster as dg
+
+from usage_assets.jobs import usage_billing_job
+from usage_assets.partitions import FIRST_MONTH, monthly_partitions
+from usage_billing.collectors import collectors
+
+
+def month_of(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m")
+
+
+def previous_month(moment: dt.datetime) -> str:
+    first = moment.astimezone(dt.UTC).replace(day=1)
+    return month_of(first - dt.timedelta(days=1))
+
+
+def restatement_months(moment: dt.datetime) -> list[str]:
+    """Closed months that a collector's restatement horizon still reaches: their end plus the
+    longest horizon is after `moment`."""
+    horizon = max(c.restatement_horizon for c in collectors().values())
+    current = month_of(moment)
+    keys = []
+    for key in monthly_partitions.get_partition_keys(current_time=moment):
+        window = monthly_partitions.time_window_for_partition_key(key)
+        if key < current and window.end + horizon > moment:
+            keys.append(key)
+    return keys
+
+
+@dg.schedule(
+    job=usage_billing_job,
+    cron_schedule="0 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Hourly: the current month's partition, so customers see fresh usage.",
+)
+def current_month_hourly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    month = month_of(context.scheduled_execution_time)
+    return dg.RunRequest(partition_key=month, tags={"usage_billing/trigger": "current_month"})
+
+
+@dg.schedule(
+    job=usage_billing_job,
+    cron_schedule="30 0 1,2 * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="00:30 UTC on the 1st (and again on the 2nd): close the previous month while all "
+    "its days are inside the billing API's 34-day backdating limit.",
+)
+def monthly_close(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    month = previous_month(context.scheduled_execution_time)
+    if month < FIRST_MONTH:
+        return dg.SkipReason(f"{month} is before the first partition {FIRST_MONTH}")
+    return dg.RunRequest(partition_key=month, tags={"usage_billing/trigger": "monthly_close"})
+
+
+@dg.schedule(
+    job=usage_billing_job,
+    cron_schedule="0 4 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="04:00 UTC daily: re-run closed months still inside a collector's restatement "
+    "horizon (late fraud chargebacks, late handoffs); only deltas reach the billing API.",
+)
+def restatement_sweep(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    moment = context.scheduled_execution_time
+    return [
+        dg.RunRequest(
+            partition_key=key,
+            run_key=f"restatement-{key}-{moment:%Y-%m-%d}",
+            tags={"usage_billing/trigger": "restatement_sweep"},
+        )
+        for key in restatement_months(moment)
+    ]
+
+
+schedules = [current_month_hourly, monthly_close, restatement_sweep]
