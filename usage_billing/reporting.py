@@ -89,22 +89,50 @@ def plan(engine: sa.Engine, partition_key: str, start: dt.datetime, end: dt.date
         return conn.execute(sa.text(sql.read("reporting_plan.sql")), params).one()
 
 
-def _record(engine: sa.Engine, outcome: BatchOutcome, stats: DeliveryStats) -> None:
-    ids = [event["transaction_id"] for event in outcome.events]
-    stats.retried_requests += outcome.attempts - 1
-    with engine.begin() as conn:
+ACK_FLUSH_EVENTS = 1000
+
+
+class _Recorder:
+    """Writes each batch's fate to the outbox and ledger. Acknowledgements are buffered and
+    written per ~1,000 events: losing the buffer in a crash only means resending events that the
+    API de-duplicates, while a transaction per batch would cap the send rate."""
+
+    def __init__(self, engine: sa.Engine, stats: DeliveryStats) -> None:
+        self.engine = engine
+        self.stats = stats
+        self.acknowledged: list[str] = []
+
+    def __call__(self, outcome: BatchOutcome) -> None:
+        ids = [event["transaction_id"] for event in outcome.events]
+        self.stats.retried_requests += outcome.attempts - 1
         if outcome.accepted:
-            conn.execute(sa.text(sql.read("outbox_acknowledge.sql")), {"transaction_ids": ids})
-            stats.acknowledged += len(ids)
+            self.acknowledged.extend(ids)
+            if len(self.acknowledged) >= ACK_FLUSH_EVENTS:
+                self.flush()
             return
         error = outcome.error
-        conn.execute(
-            sa.text(sql.read("outbox_dead_letter.sql")),
-            {"transaction_ids": ids, "status_code": error.status, "message": error.message[:2000]},
-        )
-    stats.dead_lettered += len(ids)
-    key = f"{error.status or 'no response'}: {error.message[:200]}"
-    stats.errors[key] = stats.errors.get(key, 0) + len(ids)
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(sql.read("outbox_dead_letter.sql")),
+                {
+                    "transaction_ids": ids,
+                    "status_code": error.status,
+                    "message": error.message[:2000],
+                },
+            )
+        self.stats.dead_lettered += len(ids)
+        key = f"{error.status or 'no response'}: {error.message[:200]}"
+        self.stats.errors[key] = self.stats.errors.get(key, 0) + len(ids)
+
+    def flush(self) -> None:
+        if not self.acknowledged:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.text(sql.read("outbox_acknowledge.sql")), {"transaction_ids": self.acknowledged}
+            )
+        self.stats.acknowledged += len(self.acknowledged)
+        self.acknowledged = []
 
 
 def deliver_pending(
@@ -119,7 +147,11 @@ def deliver_pending(
     events = [to_event(row, now) for row in rows]
     stats.sent = len(events)
     stats.corrections = sum("corrects_window" in e["properties"] for e in events)
-    api.send(events, lambda outcome: _record(engine, outcome, stats))
+    recorder = _Recorder(engine, stats)
+    try:
+        api.send(events, recorder)
+    finally:
+        recorder.flush()  # what was accepted before an auth error or a crash of the send loop
     return stats
 
 

@@ -35,7 +35,7 @@ WITH won AS (
         AND l.properties ->> 'dispute_id' = e.properties ->> 'dispute_id'
         AND l.occurred_at <= :as_of
         AND l.occurred_at >= e.occurred_at
-        AND (l.occurred_at > e.occurred_at OR l.event_id COLLATE "en-x-icu" > e.event_id COLLATE "en-x-icu")
+        AND (l.occurred_at > e.occurred_at OR l.event_id COLLATE "C" > e.event_id COLLATE "C")
     )
 ),
 amounts AS (

@@ -127,16 +127,43 @@ def test_windows_chain_across_the_month_end(engine: sa.Engine) -> None:
 
 def test_long_history_before_the_period_sets_the_phase(engine: sa.Engine) -> None:
     h = History()
-    # A message every 12 h from Dec 1 00:00 to Feb 1 12:00: openers every day at 00:00, so the
-    # February window opens at 00:00 on Feb 1, decided by two months of history.
+    # A message every 18 h from Dec 1 00:00 (hour 0) to Feb 2 18:00 (hour 1530): every other
+    # message opens a window, at hours 36k. January holds k = 21..41 (Jan 1 12:00 .. Jan 31
+    # 12:00); Feb 1 06:00 (hour 1494) is inside the Jan 31 window; Feb 2 00:00 (hour 1512) opens.
+    # Starting the chain anywhere but at the conversation's first message shifts that phase.
     step = at("2024-12-01 00:00")
-    while step <= at("2025-02-01 12:00"):
+    while step <= at("2025-02-03 00:00"):
         h.chat(step)
-        step += 12 * HOUR
-    h.chat("2025-02-01 00:00:00.000001", "other")
+        step += 18 * HOUR
+    load(engine, h.events)
+    assert sum(compute(engine, METRIC, JANUARY).values()) == 21
+    assert compute(engine, METRIC, FEBRUARY) == {("cust_a", day("2025-02-02")): ONE}
+
+
+def test_the_lookback_starts_24_hours_before_the_period(engine: sa.Engine) -> None:
+    h = History()
+    h.chat("2025-01-31 00:00", "edge")  # exactly 24 h before February: its window ends at 00:00
+    h.chat("2025-02-01 00:00", "edge")
+    h.chat("2025-01-31 00:00:00.000001", "inside")  # its window covers Feb 1 00:00
+    h.chat("2025-02-01 00:00", "inside")
+    h.chat("2025-01-31 06:00", "early")
+    h.chat("2025-02-01 05:59:59.999999", "early")
+    h.chat("2025-02-01 06:00", "early")
     load(engine, h.events)
     assert compute(engine, METRIC, FEBRUARY) == {("cust_a", day("2025-02-01")): Decimal(2)}
-    assert sum(compute(engine, METRIC, JANUARY).values()) == 31
+
+
+def test_history_is_per_customer(engine: sa.Engine) -> None:
+    h = History()
+    h.chat("2025-01-30 20:00", "shared", customer_id="cust_b")
+    h.chat("2025-01-31 10:00", "shared")
+    h.chat("2025-02-01 09:00", "shared")  # inside cust_a's window from Jan 31 10:00
+    load(engine, h.events)
+    assert compute(engine, METRIC, FEBRUARY) == {}
+    assert compute(engine, METRIC, JANUARY) == {
+        ("cust_a", day("2025-01-31")): ONE,
+        ("cust_b", day("2025-01-30")): ONE,
+    }
 
 
 def test_same_instant_actions_open_one_window(engine: sa.Engine) -> None:

@@ -71,8 +71,11 @@ def test_a_won_event_without_amount_takes_the_dispute_latest_stated_amount(
     h.dispute("2025-01-02 10:00", "d1", "pending", "50.00")
     h.dispute("2025-01-03 10:00", "d1", "pending", "45.50")  # amount corrected
     h.dispute("2025-01-20 10:00", "d1", "won")
+    h.dispute("2025-01-25 10:00", "d1", "lost", "45.00")  # not known at as_of
     load(engine, h.events)
-    assert compute(engine, RECOVERED, JANUARY) == {("cust_a", day("2025-01-20")): Decimal("45.50")}
+    assert compute(engine, RECOVERED, JANUARY, at("2025-01-21 00:00")) == {
+        ("cust_a", day("2025-01-20")): Decimal("45.50")
+    }
 
 
 def test_recovered_is_per_customer(engine: sa.Engine) -> None:

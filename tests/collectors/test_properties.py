@@ -1,6 +1,9 @@
 """Each SQL collector agrees with its Python model (tests/collectors/models.py) on random
-histories around a month end, and periods split at a month or day boundary add up to the whole.
+histories around a month end, and periods split at a month or a day boundary add up to the whole.
 
+Histories are built entity by entity (a conversation, a ticket, a dispute, ...): a start near the
+end of January, then steps drawn from the distances the definitions care about (0 for ties,
+exactly 24 h / 72 h and a microsecond either side), so the edge cases come up in most examples.
 One database per test function: every example empties raw_metrics and loads its history through
 the loader, so the required-property declarations are exercised too.
 """
@@ -15,11 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.collectors.common import FEBRUARY, JANUARY, compute, load, merge, nonzero, reset
-from tests.collectors.models import MODELS, Event
+from tests.collectors.models import MODELS, Event, day
 
 WHOLE = (JANUARY[0], FEBRUARY[1])
-BASE = dt.datetime(2025, 1, 27, tzinfo=dt.UTC)  # histories run from Jan 27 to about Feb 8
+BASE = dt.datetime(2025, 1, 25, tzinfo=dt.UTC)
 LATER = dt.datetime(2025, 6, 1, tzinfo=dt.UTC)
+Scenario = tuple[list[Event], list[dt.datetime], dt.datetime]
+Kind = tuple[str, st.SearchStrategy[dict]]
 
 SETTINGS = settings(
     max_examples=60,
@@ -28,202 +33,180 @@ SETTINGS = settings(
 )
 
 CUSTOMERS = st.sampled_from(["cust_a", "cust_b"])
+ENTITIES = st.sampled_from(["k1", "k2", "k3"])
 # Byte order of these differs from a dictionary order ('Z' < 'a' < 'z', '-' not ignored).
 EVENT_IDS = st.text(alphabet="aZz09-_", min_size=1, max_size=4)
-NUDGE = st.sampled_from([0, 0, 0, 0, 1, -1])  # microseconds: just before / after a grid point
+US = dt.timedelta(microseconds=1)
 
 
-def _grid(step: dt.timedelta, steps: int) -> st.SearchStrategy[dt.datetime]:
-    """Times on a grid (so exact 24 h / 72 h distances and ties are common), sometimes nudged."""
-    return st.builds(
-        lambda k, us: BASE + k * step + dt.timedelta(microseconds=us),
-        st.integers(0, steps),
-        NUDGE,
-    )
+def _steps(*hours: float, nudged: tuple[float, ...] = ()) -> st.SearchStrategy[dt.timedelta]:
+    """Distances between an entity's consecutive events: a microsecond, the given hours, and
+    the `nudged` hours a microsecond either side."""
+    steps = [US] + [dt.timedelta(hours=h) for h in hours]
+    steps += [dt.timedelta(hours=h) + d for h in nudged for d in (-US, US)]
+    return st.sampled_from(steps)
 
 
-TIMES = st.one_of(
-    _grid(dt.timedelta(days=1), 12),
-    _grid(dt.timedelta(hours=6), 12 * 4),
-    _grid(dt.timedelta(minutes=30), 12 * 48),
+# Ties, exactly 24 h / 72 h and a microsecond either side come up often; other gaps now and then.
+STEPS = _steps(0, 0, 0, 24, 24, 72, 72, 6, 12, 36, 48, 120, nudged=(24, 72))
+# Conversations: steps below 24 h that add up to exactly 24 h, so chains run for days.
+CHAT_STEPS = _steps(0, 6, 6, 6, 12, 12, 18, 24, nudged=(24,))
+# First events: on whole days or hours from Jan 25 to Feb 4, sometimes a microsecond off.
+STARTS = st.builds(
+    lambda hours, nudge: BASE + dt.timedelta(hours=hours) + nudge * US,
+    st.one_of(st.integers(0, 10).map(lambda d: 24 * d), st.integers(0, 240)),
+    st.sampled_from([0, 0, 0, 1, -1]),
 )
-# as_of lands on the settlement edges of some event: exactly, or a microsecond either side.
-EDGES = [dt.timedelta(hours=h, microseconds=us) for h in (0, 24, 72) for us in (-1, 0, 1)]
+# as_of lands on a settlement edge of some event: exactly, or a microsecond either side.
+EDGES = [dt.timedelta(hours=h) + us * US for h in (0, 24, 72) for us in (-1, 0, 1)]
 SPLIT_DAY = st.builds(lambda d: BASE + dt.timedelta(days=d), st.integers(0, 12))
-
-ChatProps = st.fixed_dictionaries(
-    {
-        "conversation_id": st.sampled_from(["c1", "c2", "c3"]),
-        "actor": st.sampled_from(["customer", "customer", "customer", "agent"]),
-        "action": st.sampled_from(["message", "message", "menu_option", "menu_option", "note"]),
-    },
-    optional={"option": st.sampled_from([None, "End Chat", "Billing", "end chat"])},
+AMOUNTS = st.one_of(
+    st.none(),
+    st.sampled_from(["0.00", "0.01", "10.00", "99999.99"]),
+    st.decimals(min_value=0, max_value=Decimal("99999.99"), places=2).map(str),
 )
-
-
-def _support(bots: list[str]) -> st.SearchStrategy[dict]:
-    kinds = ["ai_answer", "ai_answer", "customer_message", "customer_message", "human_handoff"]
-    return st.fixed_dictionaries(
-        {
-            "ticket_id": st.sampled_from(["t1", "t2", "t3"]),
-            "bot": st.sampled_from(bots),
-            "kind": st.sampled_from([*kinds, "resolution_confirmed", "resolution_assumed"]),
-        }
-    )
 
 
 def _with_amount(props: dict, amount: str | None) -> dict:
     return props if amount is None else {**props, "amount": amount}
 
 
-DisputeProps = st.builds(
-    _with_amount,
-    st.fixed_dictionaries(
-        {
-            "dispute_id": st.sampled_from(["d1", "d2", "d3"]),
-            "status": st.sampled_from(["pending", "won", "won", "lost"]),
-        }
-    ),
-    AMOUNTS,
-)
-AlertProps = st.fixed_dictionaries(
+CHAT = st.fixed_dictionaries(
     {
-        "alert_id": st.sampled_from(["a1", "a2", "a3"]),
-        "outcome": st.sampled_from(["prevented", "not_prevented"]),
-    }
+        "actor": st.sampled_from(["customer"] * 3 + ["agent"]),
+        "action": st.sampled_from(["message", "message", "menu_option", "menu_option", "note"]),
+    },
+    optional={"option": st.sampled_from([None, "End Chat", "Billing", "end chat"])},
 )
-DecisionProps = st.builds(
-    _with_amount,
-    st.fixed_dictionaries(
+
+
+def _support(bots: list[str], handoffs: int) -> st.SearchStrategy[dict]:
+    kinds = ["ai_answer", "ai_answer", "customer_message", *["human_handoff"] * handoffs]
+    return st.fixed_dictionaries(
         {
-            "order_id": st.sampled_from(["o1", "o2", "o3", "o4"]),
-            "decision": st.sampled_from(["approved", "approved", "declined"]),
+            "bot": st.sampled_from(bots),
+            "kind": st.sampled_from([*kinds, "resolution_confirmed", "resolution_assumed"]),
         }
-    ),
+    )
+
+
+DISPUTE = st.builds(
+    _with_amount,
+    st.fixed_dictionaries({"status": st.sampled_from(["pending", "won", "won", "lost"])}),
     AMOUNTS,
 )
-FraudProps = st.fixed_dictionaries({"order_id": st.sampled_from(["o1", "o2", "o3", "o4"])})
+ALERT = st.fixed_dictionaries({"outcome": st.sampled_from(["prevented", "not_prevented"])})
+DECISION = st.builds(
+    _with_amount,
+    st.fixed_dictionaries({"decision": st.sampled_from(["approved", "approved", "declined"])}),
+    AMOUNTS,
+)
 
 
 @st.composite
 def scenarios(
-    draw: st.DrawFn, kinds: list[tuple[str, st.SearchStrategy[dict]]], max_size: int
-) -> tuple[list[Event], dt.datetime, dt.datetime]:
-    """Random events of the given (metric, properties) kinds with unique, unordered ids; an
-    as_of (far later, on a grid, or on an event's settlement edge); a day to split periods at."""
+    draw: st.DrawFn,
+    key: str,
+    kinds: list[Kind],
+    steps: st.SearchStrategy[dt.timedelta] = STEPS,
+    max_steps: int = 10,
+) -> Scenario:
+    """Entity timelines of the given (metric, properties) kinds, keyed by property `key`, with
+    unique ids in no particular order; clocks to compute at (far later, and on settlement edges
+    of events, above all of each entity's last one); and a day to split periods at."""
     kind = st.sampled_from(kinds).flatmap(lambda k: st.tuples(st.just(k[0]), k[1]))
-    size = draw(st.integers(0, max_size))
-    drawn = draw(st.lists(st.tuples(CUSTOMERS, TIMES, kind), min_size=size, max_size=size))
-    ids = draw(st.lists(EVENT_IDS, min_size=size, max_size=size, unique=True))
+    drawn: list[tuple[str, dt.datetime, str, dict]] = []
+    last_times: list[dt.datetime] = []
+    owners = draw(st.lists(st.tuples(CUSTOMERS, ENTITIES), unique=True, max_size=5))
+    for customer, entity in owners:
+        at = draw(STARTS)
+        for _ in range(draw(st.integers(1, max_steps))):
+            metric, props = draw(kind)
+            drawn.append((customer, at, metric, {key: entity, **props}))
+            last = at
+            at += draw(steps)
+        last_times.append(last)
+    ids = draw(st.lists(EVENT_IDS, min_size=len(drawn), max_size=len(drawn), unique=True))
     events = [
         Event(event_id, customer, metric, at, props)
-        for event_id, (customer, at, (metric, props)) in zip(ids, drawn, strict=True)
+        for event_id, (customer, at, metric, props) in zip(ids, drawn, strict=True)
     ]
-    choices = [st.just(LATER), _grid(dt.timedelta(hours=3), 12 * 8)]
+    clocks, split = [LATER], SPLIT_DAY
     if events:
-        edge = st.tuples(st.sampled_from(events), st.sampled_from(EDGES))
-        choices.append(edge.map(lambda pair: pair[0].occurred_at + pair[1]))
-    as_of = draw(st.one_of(*choices))
-    return events, as_of, draw(SPLIT_DAY)
+        times = st.sampled_from([e.occurred_at for e in events] + last_times * 2)
+        edges = st.builds(lambda t, edge: t + edge, times, st.sampled_from(EDGES))
+        clocks += draw(st.lists(edges, min_size=1, max_size=3))
+        # cut through activity: the midnight after some event
+        split = st.one_of(split, times.map(lambda t: day(t) + dt.timedelta(days=1)))
+    return events, clocks, draw(split)
 
 
-def check(
-    engine: sa.Engine,
-    metric: str,
-    events: list[Event],
-    as_of: dt.datetime,
-    split: dt.datetime,
-) -> None:
-    """SQL equals the model on the whole span and on both halves of two splits, which add up."""
+def check(engine: sa.Engine, metric: str, scenario: Scenario) -> None:
+    """At every clock, SQL equals the model on the whole span and on both halves of the month
+    split, which add up; at the first clock also on both halves of the day split."""
+    events, clocks, split = scenario
     reset(engine)
     load(engine, events)
     model = MODELS[metric]
-    whole = compute(engine, metric, WHOLE, as_of)
-    assert whole == nonzero(model(events, *WHOLE, as_of))
-    for left, right in [(JANUARY, FEBRUARY), ((WHOLE[0], split), (split, WHOLE[1]))]:
-        parts = []
-        for period in (left, right):
-            part = compute(engine, metric, period, as_of)
-            assert part == nonzero(model(events, *period, as_of)), period
-            parts.append(part)
-        assert merge(*parts) == whole
+    splits = [(JANUARY, FEBRUARY), ((WHOLE[0], split), (split, WHOLE[1]))]
+    for n, as_of in enumerate(clocks):
+        whole = compute(engine, metric, WHOLE, as_of)
+        assert whole == nonzero(model(events, *WHOLE, as_of)), as_of
+        for left, right in splits[: 2 if n == 0 else 1]:
+            parts = []
+            for period in (left, right):
+                part = compute(engine, metric, period, as_of)
+                assert part == nonzero(model(events, *period, as_of)), (period, as_of)
+                parts.append(part)
+            assert merge(*parts) == whole
+
+
+@SETTINGS
+@given(scenario=scenarios("conversation_id", [("chat_action", CHAT)], CHAT_STEPS, max_steps=20))
+def test_agentforce_conversations_matches_model(engine: sa.Engine, scenario: Scenario) -> None:
+    check(engine, "agentforce_conversations", scenario)
 
 
 @SETTINGS
 @given(
-    events=histories([("chat_action", ChatProps)], FINE_TIMES, 40),
-    as_of=AS_OF,
-    split=SPLIT_DAY,
+    scenario=scenarios(
+        "ticket_id", [("support_event", _support(["fin"] * 5 + ["zendesk"], handoffs=3))]
+    )
 )
-def test_agentforce_conversations_matches_model(
-    engine: sa.Engine, events: list[Event], as_of: dt.datetime, split: dt.datetime
-) -> None:
-    check(engine, "agentforce_conversations", events, as_of, split)
+def test_fin_resolutions_matches_model(engine: sa.Engine, scenario: Scenario) -> None:
+    check(engine, "fin_resolutions", scenario)
 
 
 @SETTINGS
 @given(
-    events=histories(
-        [("support_event", _support(["fin", "fin", "fin", "zendesk"]))], FINE_TIMES, 30
-    ),
-    as_of=AS_OF,
-    split=SPLIT_DAY,
+    scenario=scenarios(
+        "ticket_id", [("support_event", _support(["zendesk"] * 5 + ["fin"], handoffs=1))]
+    )
 )
-def test_fin_resolutions_matches_model(
-    engine: sa.Engine, events: list[Event], as_of: dt.datetime, split: dt.datetime
-) -> None:
-    check(engine, "fin_resolutions", events, as_of, split)
+def test_zendesk_automated_resolutions_matches_model(engine: sa.Engine, scenario: Scenario) -> None:
+    check(engine, "zendesk_automated_resolutions", scenario)
 
 
 @SETTINGS
-@given(
-    events=histories(
-        [("support_event", _support(["zendesk", "zendesk", "zendesk", "fin"]))], FINE_TIMES, 30
-    ),
-    as_of=AS_OF,
-    split=SPLIT_DAY,
-)
-def test_zendesk_automated_resolutions_matches_model(
-    engine: sa.Engine, events: list[Event], as_of: dt.datetime, split: dt.datetime
-) -> None:
-    check(engine, "zendesk_automated_resolutions", events, as_of, split)
+@given(scenario=scenarios("dispute_id", [("chargeback_dispute", DISPUTE)]))
+def test_chargeflow_recovered_amount_matches_model(engine: sa.Engine, scenario: Scenario) -> None:
+    check(engine, "chargeflow_recovered_amount", scenario)
 
 
 @SETTINGS
-@given(
-    events=histories([("chargeback_dispute", DisputeProps)], COARSE_TIMES, 25),
-    as_of=AS_OF,
-    split=SPLIT_DAY,
-)
-def test_chargeflow_recovered_amount_matches_model(
-    engine: sa.Engine, events: list[Event], as_of: dt.datetime, split: dt.datetime
-) -> None:
-    check(engine, "chargeflow_recovered_amount", events, as_of, split)
-
-
-@SETTINGS
-@given(
-    events=histories([("chargeback_alert", AlertProps)], COARSE_TIMES, 25),
-    as_of=AS_OF,
-    split=SPLIT_DAY,
-)
+@given(scenario=scenarios("alert_id", [("chargeback_alert", ALERT)]))
 def test_chargeflow_prevented_chargebacks_matches_model(
-    engine: sa.Engine, events: list[Event], as_of: dt.datetime, split: dt.datetime
+    engine: sa.Engine, scenario: Scenario
 ) -> None:
-    check(engine, "chargeflow_prevented_chargebacks", events, as_of, split)
+    check(engine, "chargeflow_prevented_chargebacks", scenario)
 
 
 @SETTINGS
 @given(
-    events=histories(
-        [("transaction_decision", DecisionProps)] * 3 + [("fraud_chargeback", FraudProps)],
-        COARSE_TIMES,
-        25,
-    ),
-    as_of=AS_OF,
-    split=SPLIT_DAY,
+    scenario=scenarios(
+        "order_id",
+        [("transaction_decision", DECISION)] * 5 + [("fraud_chargeback", st.just({}))],
+    )
 )
-def test_riskified_approved_value_matches_model(
-    engine: sa.Engine, events: list[Event], as_of: dt.datetime, split: dt.datetime
-) -> None:
-    check(engine, "riskified_approved_value", events, as_of, split)
+def test_riskified_approved_value_matches_model(engine: sa.Engine, scenario: Scenario) -> None:
+    check(engine, "riskified_approved_value", scenario)

@@ -61,8 +61,14 @@ def test_an_approval_without_amount_takes_the_order_latest_stated_amount(
     h = History()
     h.decision("2025-01-10 10:00", "o1", "declined", "80.00")
     h.decision("2025-01-10 12:00", "o1", "approved")
+    h.decision("2025-01-11 10:00", "o2", "approved", "5.00")
+    h.decision("2025-01-11 12:00", "o2", "approved")
+    h.decision("2025-01-20 12:00", "o2", "declined", "6.00")  # not known at as_of
     load(engine, h.events)
-    assert compute(engine, METRIC, JANUARY) == {("cust_a", day("2025-01-10")): Decimal("80.00")}
+    assert compute(engine, METRIC, JANUARY, at("2025-01-15 00:00")) == {
+        ("cust_a", day("2025-01-10")): Decimal("80.00"),
+        ("cust_a", day("2025-01-11")): Decimal("5.00"),
+    }
 
 
 def test_orders_are_per_customer(engine: sa.Engine) -> None:
