@@ -60,7 +60,7 @@ history AS (
   FROM carried AS c
   JOIN raw_metrics AS r
     ON r.metric = 'chat_action'
-
+   AND r.customer_id = c.customer_id
    AND r.properties ->> 'conversation_id' = c.conversation_id
   WHERE r.occurred_at < :period_start
     AND r.occurred_at <= :as_of

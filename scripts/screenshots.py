@@ -1,0 +1,498 @@
+"""Save README screenshots of the Dagster UI: the asset graph, a partition backfill, a failed check.
+
+    python scripts/screenshots.py [--out docs/images] [--customers 12] [--server-url URL]
+
+Everything happens in a scratch environment that is removed afterwards: a temporary
+USAGE_BILLING_HOME with its own DAGSTER_HOME, an embedded PostgreSQL in it (or, with --server-url,
+a scratch database created on that server and dropped at the end) and a Metronome sandbox on a free
+port. The script seeds the previous and the current month, starts `dagster dev` (webserver and
+daemon), launches a two-month backfill through GraphQL as the UI does and waits for it, then makes
+one usage event of the previous month negative (as a collector bug would) and executes the blocking
+`invalid_values` check as the Checks tab's "Execute" button does: it fails. Headless Chromium
+(Debian's `chromium` package) takes the pictures, driven over the DevTools protocol on a pipe, so
+each page is captured once its content is there, not after a fixed delay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import fcntl
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT_ROOT))  # for tests.e2e.dagster_ui, shared with the e2e test
+
+import sqlalchemy as sa  # noqa: E402
+
+from metronome_sandbox.server import running_sandbox  # noqa: E402
+from metronome_sandbox.settings import SandboxSettings  # noqa: E402
+from tests.e2e.dagster_ui import DagsterUi, running_dagster_dev  # noqa: E402
+from usage_billing import clock, db, instance, seed  # noqa: E402
+from usage_billing.demo import demo_months  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+WIDTH, HEIGHT = 1600, 1000
+GRAPH_HEIGHT = 1300
+PAGE_TIMEOUT_SECONDS = 60.0
+STABLE_POLLS = 4  # the page counts as rendered when its DOM is unchanged this many polls running
+POLL_SECONDS = 0.5
+BACKFILL_TIMEOUT_SECONDS = 600.0
+RUN_TIMEOUT_SECONDS = 300.0
+SCRATCH_VARIABLES = (
+    "USAGE_DATABASE_URL",
+    "DAGSTER_HOME",
+    "DAGSTER_PG_URL",
+    "USAGE_BILLING_NOW",
+    "METRONOME_BASE_URL",
+    "USAGE_ALERTS_WEBHOOK_URL",
+)
+GROUPS = ("aggregated_usage", "raw", "reporting")
+
+SET_NUX_SEEN = "mutation SetNuxSeen { setNuxSeen }"
+# A snapshot of the visible page: unchanged for a few polls means React is done rendering.
+DOM_SNAPSHOT = "document.body.innerHTML.length"
+
+
+class ChromiumError(RuntimeError):
+    """Chromium answered a DevTools command with an error, exited, or a page never rendered."""
+
+
+class DevTools:
+    """A DevTools-protocol client over Chromium's `--remote-debugging-pipe` (fds 3 and 4):
+    NUL-terminated JSON messages, no websocket library needed."""
+
+    def __init__(self, to_browser: int, from_browser: int) -> None:
+        self._out = to_browser
+        self._in = from_browser
+        self._buffer = b""
+        self._next_id = 0
+
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None
+    ) -> dict[str, Any]:
+        """Send one command and return its result (events received meanwhile are dropped)."""
+        self._next_id += 1
+        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(self._out, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._receive(PAGE_TIMEOUT_SECONDS)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise ChromiumError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def _receive(self, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while b"\0" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([self._in], [], [], remaining)[0]:
+                raise ChromiumError("no answer from Chromium")
+            chunk = os.read(self._in, 1 << 16)
+            if not chunk:
+                raise ChromiumError("Chromium closed the DevTools pipe")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+
+@dataclass
+class Page:
+    """One browser tab at a fixed viewport."""
+
+    devtools: DevTools
+    session: str
+
+    def resize(self, width: int, height: int) -> None:
+        """Set the viewport (CSS pixels, one device pixel each)."""
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        self.devtools.call("Emulation.setDeviceMetricsOverride", metrics, self.session)
+
+    def evaluate(self, expression: str) -> Any:
+        """The JSON value of a JS expression in the page (None when it throws)."""
+        result = self.devtools.call(
+            "Runtime.evaluate", {"expression": expression, "returnByValue": True}, self.session
+        )
+        return result.get("result", {}).get("value")
+
+    def open(self, url: str, texts: Sequence[str]) -> None:
+        """Navigate, then wait until every text is on the page and the DOM stops changing."""
+        self.devtools.call("Page.navigate", {"url": url}, self.session)
+        self.settle(texts, what=url)
+
+    def settle(self, texts: Sequence[str] = (), what: str = "the page") -> None:
+        """Wait until the texts are shown and the DOM is unchanged for a few polls running."""
+        check = " && ".join(f"document.body.innerText.includes({json.dumps(t)})" for t in texts)
+        deadline = time.monotonic() + PAGE_TIMEOUT_SECONDS
+        last, stable = None, 0
+        while stable < STABLE_POLLS:
+            if time.monotonic() > deadline:
+                shown = (self.evaluate("document.body.innerText") or "")[:300]
+                raise ChromiumError(f"{what} did not show {list(texts)}; it shows: {shown!r}")
+            time.sleep(POLL_SECONDS)
+            ready = self.evaluate(f"document.readyState === 'complete' && ({check or 'true'})")
+            snapshot = self.evaluate(DOM_SNAPSHOT) if ready else None
+            stable = stable + 1 if ready and snapshot == last else 0
+            last = snapshot
+
+    def click(self, element: str) -> None:
+        """Click the middle of the element a JS expression returns, with real mouse events."""
+        box = self.evaluate(
+            f"(() => {{ const r = ({element}).getBoundingClientRect(); "
+            "return [r.x + r.width / 2, r.y + r.height / 2]; })()"
+        )
+        if not box:
+            raise ChromiumError(f"nothing to click: {element}")
+        for kind in ("mousePressed", "mouseReleased"):
+            event = {"type": kind, "x": box[0], "y": box[1], "button": "left", "clickCount": 1}
+            self.devtools.call("Input.dispatchMouseEvent", event, self.session)
+        self.settle(what=f"the page after clicking {element}")
+
+    def drag(self, start: Sequence[float], by: Sequence[float]) -> None:
+        """Press the left button at `start`, move by `by`, release (e.g. to pan a graph)."""
+        x, y = start
+        steps = [("mousePressed", x, y), ("mouseMoved", x + by[0] / 2, y + by[1] / 2)]
+        steps += [("mouseMoved", x + by[0], y + by[1]), ("mouseReleased", x + by[0], y + by[1])]
+        for kind, at_x, at_y in steps:
+            event = {"type": kind, "x": at_x, "y": at_y, "button": "left", "buttons": 1}
+            self.devtools.call("Input.dispatchMouseEvent", event, self.session)
+        self.settle(what="the page after dragging")
+
+    def screenshot(self, path: Path) -> None:
+        """Save the viewport as a PNG."""
+        data = self.devtools.call("Page.captureScreenshot", {"format": "png"}, self.session)
+        path.write_bytes(base64.b64decode(data["data"]))
+        print(
+            f"saved {path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path}"
+        )
+
+
+def chromium_flags(profile: Path) -> list[str]:
+    """Headless, quiet (no background traffic, no first-run UI), with a fresh profile."""
+    return [
+        "--headless",
+        "--no-sandbox",  # Chromium refuses to start its sandbox as root in a container
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        f"--window-size={WIDTH},{HEIGHT}",
+        "--remote-debugging-pipe",
+    ]
+
+
+def _above_stdio(fd: int) -> int:
+    """Move `fd` to a number >= 10 so that wiring it to 3 and 4 never clobbers the other end."""
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+    os.close(fd)
+    return moved
+
+
+@contextlib.contextmanager
+def chromium_page(scratch: Path) -> Iterator[Page]:
+    """Headless Chromium with one tab; the pipe's ends become the browser's fds 3 and 4."""
+    commands_read, commands_write = os.pipe()
+    replies_read, replies_write = os.pipe()
+    commands_read, replies_write = _above_stdio(commands_read), _above_stdio(replies_write)
+    wiring = (
+        f'exec "$@" 3<&{commands_read} 4>&{replies_write} {commands_read}<&- {replies_write}>&-'
+    )
+    profile = Path(tempfile.mkdtemp(prefix="chromium-", dir=scratch))
+    with (scratch / "chromium.log").open("wb") as log:
+        browser = subprocess.Popen(
+            [
+                "/bin/bash",
+                "-c",
+                wiring,
+                "chromium",
+                CHROMIUM,
+                *chromium_flags(profile),
+                "about:blank",
+            ],
+            pass_fds=(commands_read, replies_write),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    os.close(commands_read)
+    os.close(replies_write)
+    try:
+        devtools = DevTools(commands_write, replies_read)
+        target = devtools.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        attached = devtools.call("Target.attachToTarget", {"targetId": target, "flatten": True})
+        page = Page(devtools, attached["sessionId"])
+        page.resize(WIDTH, HEIGHT)
+        yield page
+        with contextlib.suppress(ChromiumError, OSError):
+            devtools.call("Browser.close")  # a clean exit; the group is stopped below anyway
+    finally:
+        os.close(commands_write)
+        os.close(replies_read)
+        stop_group(browser)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group we started, then SIGKILL what is left of it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=15)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A new database on `server_url`, dropped afterwards."""
+    name = f"ub_screenshots_{uuid.uuid4().hex[:10]}"
+    db.ensure_database(server_url, name)
+    try:
+        yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin = sa.create_engine(
+            db.with_driver(server_url), isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool
+        )
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def stop_embedded_server(home: Path) -> None:
+    """Stop the embedded PostgreSQL this script started under `home` (it outlives processes)."""
+    pid_file = home / "pgdata" / "postmaster.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().split()[0])
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown
+    deadline = time.monotonic() + 30
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def scratch_environment(server_url: str | None) -> Iterator[Path]:
+    """A temporary USAGE_BILLING_HOME (embedded PostgreSQL and DAGSTER_HOME inside) or a scratch
+    database on `server_url`; the caller's environment is restored afterwards."""
+    saved = dict(os.environ)
+    home = Path(tempfile.mkdtemp(prefix="usage-billing-screenshots-"))
+    home.chmod(0o755)  # the embedded server runs as its own system user when we are root
+    os.environ["USAGE_BILLING_HOME"] = str(home)
+    for name in SCRATCH_VARIABLES:
+        os.environ.pop(name, None)
+    try:
+        with contextlib.ExitStack() as stack:
+            if server_url:
+                os.environ["USAGE_DATABASE_URL"] = stack.enter_context(scratch_database(server_url))
+            instance.prepare()
+            yield home
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        if not server_url:
+            stop_embedded_server(home)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def seed_months(engine: sa.Engine, months: Sequence[str], customers: int) -> None:
+    """Deterministic raw metrics of every product for each month (up to now)."""
+    for month in months:
+        result = seed.seed(engine, seed.plan(month, customers, 7))
+        print(f"seeded {month}: {result.loaded} raw rows")
+
+
+def run_backfill(ui: DagsterUi, months: Sequence[str]) -> str:
+    """The two-month backfill of every partitioned asset, launched as the UI launches it."""
+    assets = ui.partitioned_materializable_assets()
+    backfill_id = ui.launch_backfill(months, assets, f"Monthly usage {months[0]} to {months[-1]}")
+    backfill = ui.wait_for_backfill(backfill_id, BACKFILL_TIMEOUT_SECONDS)
+    print(f"backfill {backfill_id}: {backfill.status}")
+    if backfill.status != "COMPLETED_SUCCESS":
+        raise RuntimeError(f"backfill {backfill_id} ended {backfill.status}: {backfill.error}")
+    return backfill_id
+
+
+NEGATE_ONE_EVENT = """
+UPDATE usage_events
+SET quantity = -quantity,
+    properties = jsonb_set(properties, ARRAY[event_type], to_jsonb((-quantity)::text))
+WHERE ctid = (
+  SELECT ctid FROM usage_events
+  WHERE window_start >= :start AND window_start < :end AND quantity > 0
+  ORDER BY window_start, event_type, customer_id LIMIT 1)
+RETURNING event_type, customer_id, window_start, quantity
+"""
+
+
+def negate_one_usage_event(engine: sa.Engine, month: str) -> sa.Row[Any]:
+    """Turn one usage event of `month` negative, as a collector bug would."""
+    start, end = seed.month_bounds(month)
+    with engine.begin() as conn:
+        return conn.execute(sa.text(NEGATE_ONE_EVENT), {"start": start, "end": end}).one()
+
+
+def fail_invalid_values(ui: DagsterUi, engine: sa.Engine, month: str) -> None:
+    """Negative usage in `usage_events`, then the `invalid_values` check executed from the UI's
+    Checks tab: it fails (and, being blocking, would stop reporting of that month)."""
+    row = negate_one_usage_event(engine, month)
+    print(
+        f"negative usage: {row.event_type} {row.customer_id} {row.window_start:%Y-%m-%d} "
+        f"{row.quantity}"
+    )
+    run_id = ui.launch_asset_check(["usage_events"], "invalid_values")
+    print(f"check run {run_id}: {ui.wait_for_run(run_id, RUN_TIMEOUT_SECONDS)}")
+
+
+def lineage_url(ui: DagsterUi) -> str:
+    """The global asset lineage with every group expanded (`global@global:<group>` ids)."""
+    expanded = ",".join(f"global@global:{group}" for group in GROUPS)
+    return f"{ui.url}/asset-groups?{urllib.parse.urlencode({'expanded': expanded})}"
+
+
+def button(text: str) -> str:
+    """JS: the button whose label contains `text`."""
+    return (
+        "Array.from(document.querySelectorAll('button'))"
+        f".find(b => b.innerText.includes({json.dumps(text)}))"
+    )
+
+
+def clickable(text: str) -> str:
+    """JS: the innermost element whose whole text is `text`."""
+    return (
+        "Array.from(document.querySelectorAll('body *'))"
+        f".find(e => e.childElementCount === 0 && e.textContent.trim() === {json.dumps(text)})"
+    )
+
+
+def icon_button(icon: str) -> str:
+    """JS: the button showing the icon named `icon` (Dagster icons carry aria-label)."""
+    return f"document.querySelector('[aria-label={json.dumps(icon)}]').closest('button')"
+
+
+# Where the graph is and where its viewport's middle is: the pan that centers the graph, and a
+# blank spot of the viewport (top right, under the toolbar) to drag from.
+GRAPH_PAN = """(() => {
+  const graph = document.querySelector('svg[class*="AssetGraphExplorer_svgContainer"]');
+  const boxes = Array.from(graph.querySelectorAll('foreignObject'), (e) =>
+    e.getBoundingClientRect());
+  const edge = (side, pick) => pick(...boxes.map((b) => b[side]));
+  const left = edge('left', Math.min), right = edge('right', Math.max);
+  const top = edge('top', Math.min), bottom = edge('bottom', Math.max);
+  const v = graph.parentElement.parentElement.getBoundingClientRect();
+  return {start: [v.right - 120, v.top + 150],
+          by: [v.x + v.width / 2 - (left + right) / 2, v.y + v.height / 2 - (top + bottom) / 2]};
+})()"""
+
+
+def shoot_asset_graph(page: Page, ui: DagsterUi, path: Path) -> None:
+    """Global asset lineage: groups expanded, side panels hidden, zoomed in to node details
+    (status, checks, partitions), the graph centered."""
+    page.resize(WIDTH, GRAPH_HEIGHT)  # seven collectors stacked need the height
+    page.open(lineage_url(ui), ["reported_usage", "usage_events", "events_sent"])
+    page.click(button("Hide navigation"))
+    page.click(icon_button("panel_show_right"))  # the asset tree beside the graph
+    page.click(icon_button("zoom_in"))
+    page.settle(["Asset checks", "Partitions"], what="the detailed asset graph")
+    pan = page.evaluate(GRAPH_PAN)
+    page.drag(pan["start"], pan["by"])
+    page.screenshot(path)
+    page.resize(WIDTH, HEIGHT)
+
+
+def shoot_failed_check(page: Page, ui: DagsterUi, path: Path) -> None:
+    """The Checks tab of usage_events with the failed check's problems opened."""
+    page.open(
+        f"{ui.url}/assets/usage_events?view=checks&checkDetail=invalid_values",
+        ["invalid_values", "Failed", "invalid_count"],
+    )
+    page.click(clickable("[Show JSON]"))
+    page.settle(["negative usage"], what="the failed check's metadata")
+    page.screenshot(path)
+
+
+def take_screenshots(ui: DagsterUi, backfill_id: str, out: Path, scratch: Path) -> None:
+    ui.graphql(SET_NUX_SEEN)  # the "Join the Dagster community" dialog, as if dismissed
+    out.mkdir(parents=True, exist_ok=True)
+    with chromium_page(scratch) as page:
+        shoot_asset_graph(page, ui, out / "asset-graph.png")
+        page.open(f"{ui.url}/runs/b/{backfill_id}", ["Partition selection", "reported_usage"])
+        page.screenshot(out / "backfill.png")
+        shoot_failed_check(page, ui, out / "failed-check.png")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "images")
+    parser.add_argument("--customers", type=int, default=12)
+    parser.add_argument(
+        "--server-url",
+        help="a PostgreSQL URL allowed to create databases; default: an embedded PostgreSQL",
+    )
+    return parser.parse_args(argv)
+
+
+def run(scratch: Path, out: Path, customers: int) -> None:
+    """Seed, start the sandbox and the UI, backfill, fail the check, take the screenshots."""
+    engine = db.create_engine()
+    try:
+        months = demo_months(clock.now())
+        seed_months(engine, months, customers)
+        with running_sandbox(SandboxSettings(port=0, database_url=db.database_url())) as api:
+            os.environ["METRONOME_BASE_URL"] = api
+            with running_dagster_dev(os.environ, scratch / "dagster-dev.log") as ui:
+                backfill_id = run_backfill(ui, months)
+                fail_invalid_values(ui, engine, months[0])
+                take_screenshots(ui, backfill_id, out, scratch)
+    finally:
+        engine.dispose()
+
+
+def print_log_tails(scratch: Path) -> None:
+    """The ends of the UI's and the browser's logs, to see why a run failed."""
+    for name in ("dagster-dev.log", "chromium.log"):
+        log = scratch / name
+        if log.exists():
+            print(f"--- {name} (tail) ---", file=sys.stderr)
+            print(log.read_text(errors="replace")[-3000:], file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if not Path(CHROMIUM).exists():
+        print(f"{CHROMIUM} not found: apt-get install -y chromium", file=sys.stderr)
+        return 2
+    with scratch_environment(args.server_url) as scratch:
+        try:
+            run(scratch, args.out.resolve(), args.customers)
+        except BaseException:
+            print_log_tails(scratch)  # the scratch directory and its logs are removed next
+            raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

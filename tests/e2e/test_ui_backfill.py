@@ -1,0 +1,100 @@
+"""A two-month backfill launched the way the Dagster UI launches it, end to end.
+
+PostgreSQL (a fresh database) holds the raw metrics, the pipeline's tables and the Dagster instance;
+the Metronome sandbox runs in this process; `dagster dev` (webserver and daemon) runs as a child
+process. The pipeline clock and the sandbox clock are pinned to the same instant
+(`tests.pipeline.NOW`), so the seeded data, the backdating decisions and the totals are the same on
+every run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from metronome_sandbox.settings import DEV_TOKEN
+from tests.e2e.dagster_ui import Backfill, DagsterUi, running_dagster_dev
+from tests.pipeline import NOW, Sandbox, truth
+from usage_billing import instance, seed
+from usage_billing.collectors import collectors
+from usage_billing.demo import demo_months
+
+MONTHS = tuple(demo_months(NOW))  # the pinned clock's previous and current month
+CUSTOMERS = 4
+SEED = 11
+BACKFILL_TIMEOUT_SECONDS = 240
+BACKFILL_TAG = "usage_billing/e2e"
+
+
+@pytest.fixture
+def seeded(engine: sa.Engine, now: dt.datetime) -> sa.Engine:
+    """Raw metrics of every product for both months, generated as of the pinned clock."""
+    for month in MONTHS:
+        result = seed.seed(engine, seed.plan(month, CUSTOMERS, SEED))
+        assert result.loaded > 0 and result.quarantined == 0
+    return engine
+
+
+@pytest.fixture
+def ui(
+    sandbox: Sandbox, seeded: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[DagsterUi]:
+    """Webserver and daemon on this test's database and sandbox, with a fresh DAGSTER_HOME.
+
+    The children inherit USAGE_DATABASE_URL, USAGE_BILLING_NOW (pinned like the sandbox's clock),
+    METRONOME_BASE_URL, and the DAGSTER_PG_URL / DAGSTER_HOME that `instance.prepare()` exports.
+    """
+    monkeypatch.setenv("METRONOME_BASE_URL", sandbox.url)
+    monkeypatch.setenv("METRONOME_BEARER_TOKEN", DEV_TOKEN)
+    instance.prepare()
+    with running_dagster_dev(os.environ, tmp_path / "dagster-dev.log") as running:
+        yield running
+
+
+def expected_assets() -> list[list[str]]:
+    """Every collector's aggregated usage, usage_events and reported_usage."""
+    usage = [["aggregated_usage", name] for name in collectors()]
+    return sorted([*usage, ["usage_events"], ["reported_usage"]])
+
+
+def assert_backfill_succeeded(backfill: Backfill, ui: DagsterUi) -> None:
+    """The backfill and each of its own runs succeeded, and its runs cover every month.
+
+    Only runs tagged with this backfill count: schedules and sensors may launch others.
+    """
+    assert backfill.status == "COMPLETED_SUCCESS", (backfill, ui.log_tail())
+    assert backfill.error is None
+    assert sorted(backfill.partition_names) == sorted(MONTHS)
+    assert backfill.runs, "the backfill launched no runs"
+    covered = set()
+    for run in backfill.runs:
+        tags = {tag["key"]: tag["value"] for tag in run["tags"]}
+        assert run["status"] == "SUCCESS", (run["runId"], run["status"])
+        assert tags["dagster/backfill"] == backfill.id
+        assert tags[BACKFILL_TAG] == "1"
+        covered.add(tags["dagster/partition"])
+    assert covered == set(MONTHS)
+
+
+@pytest.mark.timeout(420)  # the two in-test deadlines (code location load, backfill) bound it
+def test_two_month_backfill_from_the_ui_reports_exact_totals(
+    ui: DagsterUi, sandbox: Sandbox, seeded: sa.Engine
+) -> None:
+    assets = ui.partitioned_materializable_assets()
+    assert assets == expected_assets()
+
+    started = time.monotonic()
+    backfill_id = ui.launch_backfill(MONTHS, assets, "e2e: two months", {BACKFILL_TAG: "1"})
+    backfill = ui.wait_for_backfill(backfill_id, BACKFILL_TIMEOUT_SECONDS)
+    print(f"backfill {backfill_id} of {MONTHS} finished in {time.monotonic() - started:.0f}s")
+
+    assert_backfill_succeeded(backfill, ui)
+    expected = truth(seeded)
+    assert {metric for _, metric in expected} == set(collectors()), "a metric has no usage"
+    assert sandbox.totals() == expected
