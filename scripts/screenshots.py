@@ -231,6 +231,7 @@ def chromium_page(scratch: Path) -> Iterator[Page]:
                 "about:blank",
             ],
             pass_fds=(commands_read, replies_write),
+            env={**os.environ, "TMPDIR": str(scratch)},  # its singleton socket dirs go too
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -31,6 +31,8 @@ def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
 
 
 defs = dg.Definitions(
+    # Each step is one SQL statement or one send loop: a process per step would cost more than it.
+    executor=dg.in_process_executor,
     assets=[raw_metrics, *usage_assets, usage_events, reported_usage],
     asset_checks=checks,
     jobs=[usage_billing_job, dlq_redrive_job],

@@ -48,8 +48,17 @@ def _failed_partitions(run: dg.DagsterRun) -> list[str]:
     return []
 
 
-def _succeeded_since(instance: dg.DagsterInstance, partition: str, since: float) -> bool:
-    records = instance.get_run_records(
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def _superseded(instance: dg.DagsterInstance, partition: str, since: float) -> bool:
+    """A later run of the partition succeeded, or one is queued or running now."""
+    later = instance.get_run_records(
         filters=dg.RunsFilter(
             statuses=[dg.DagsterRunStatus.SUCCESS],
             tags={"dagster/partition": partition},
@@ -57,7 +66,10 @@ def _succeeded_since(instance: dg.DagsterInstance, partition: str, since: float)
         ),
         limit=1,
     )
-    return bool(records)
+    running = instance.get_run_records(
+        filters=dg.RunsFilter(statuses=IN_FLIGHT, tags={"dagster/partition": partition}), limit=1
+    )
+    return bool(later or running)
 
 
 @dg.sensor(
@@ -79,6 +91,7 @@ def retry_failed_partitions(
         ),
         limit=500,
     )
+    handled: set[str] = set()  # newest failure first: one retry sequence per partition
     for record in records:
         run = record.dagster_run
         selection = set(run.asset_selection or ())
@@ -89,7 +102,10 @@ def retry_failed_partitions(
         attempt = int(run.tags.get(ATTEMPT_TAG, "0"))
         root = run.tags.get(RETRY_OF_TAG, run.run_id)
         for partition in _failed_partitions(run):
-            if _succeeded_since(context.instance, partition, record.end_time or 0):
+            if partition in handled:
+                continue
+            handled.add(partition)
+            if _superseded(context.instance, partition, record.end_time or 0):
                 continue
             if attempt >= MAX_ATTEMPTS:
                 raise_incident(

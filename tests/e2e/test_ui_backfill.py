@@ -28,7 +28,9 @@ from usage_billing.demo import demo_months
 MONTHS = tuple(demo_months(NOW))  # the pinned clock's previous and current month
 CUSTOMERS = 4
 SEED = 11
-BACKFILL_TIMEOUT_SECONDS = 240
+# A bound, not the expected time: with Dagster's default multiprocess executor (a process per
+# step, 19 steps per month) the backfill takes 2.5-3.5 min on 2 loaded cores.
+BACKFILL_TIMEOUT_SECONDS = 360
 BACKFILL_TAG = "usage_billing/e2e"
 
 
@@ -82,7 +84,7 @@ def assert_backfill_succeeded(backfill: Backfill, ui: DagsterUi) -> None:
     assert covered == set(MONTHS)
 
 
-@pytest.mark.timeout(420)  # the two in-test deadlines (code location load, backfill) bound it
+@pytest.mark.timeout(540)  # the in-test deadlines (code location load, backfill) come first
 def test_two_month_backfill_from_the_ui_reports_exact_totals(
     ui: DagsterUi, sandbox: Sandbox, seeded: sa.Engine
 ) -> None:

@@ -152,3 +152,22 @@ def test_late_data_requests_only_reported_months(engine: sa.Engine, database_url
     assert [r.partition_key for r in requests] == ["2025-02"]
     assert requests[0].tags["usage_billing/late_rows"] == "1"
     assert list(late_raw_data(context)) == []  # the cursor moved on
+
+
+def test_one_retry_sequence_per_partition_however_many_runs_failed(
+    loaded: None,
+    engine: sa.Engine,
+    database_url: str,
+    dagster_instance: dg.DagsterInstance,
+    webhook: Webhook,
+) -> None:
+    _failing_run(database_url, dagster_instance, "2025-03", {})
+    loader.load_lines(engine, [sent("late", "2025-03-06T10:00:00+00:00", 1)], source="late")
+    dg.materialize(
+        [*usage_assets, usage_events],
+        partition_key="2025-03",
+        resources={"warehouse": WarehouseResource(database_url=database_url)},
+    )
+    newest = _failing_run(database_url, dagster_instance, "2025-03", {})  # e.g. a late-data re-run
+    [request] = _evaluate(dagster_instance, database_url, webhook, minutes_later=5)
+    assert request.tags[RETRY_OF_TAG] == newest.run_id
