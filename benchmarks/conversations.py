@@ -124,6 +124,7 @@ CROSS JOIN LATERAL (
   SELECT o.actor, o.option, CASE WHEN o.option IS NULL THEN 'message' ELSE 'menu_option' END
 ) AS x(actor, option, action)
 WHERE c.first_action < :total
+ORDER BY t.at  -- a producer appends in time order: the heap is not clustered by conversation
 """
 
 QUALIFYING = """

@@ -119,3 +119,4 @@ def init_schema(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK_ID})
         conn.exec_driver_sql(sql.read("schema.sql"))
+        conn.exec_driver_sql(sql.read("collector_indexes.sql"))
