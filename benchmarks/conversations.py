@@ -195,8 +195,9 @@ def describe(engine: sa.Engine) -> str:
 
 
 def _in_partition_transaction(engine: sa.Engine, run) -> tuple[float, object, int]:
-    """Time `run(conn)` in a rolled-back transaction with the partition's work_mem; also return
-    the backend's peak RSS (kB) read from /proc (the server runs on this host)."""
+    """Time `run(conn)` in a rolled-back transaction with the partition's work_mem, on a fresh
+    backend; also return that backend's peak RSS (KiB, from /proc: the server is on this host;
+    it counts the shared buffers the backend touched)."""
     with engine.connect() as conn, conn.begin() as transaction:
         conn.exec_driver_sql(f"SET LOCAL work_mem = '{collectors.COLLECTOR_WORK_MEM}'")
         pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
@@ -256,6 +257,8 @@ def main() -> None:
         started = time.perf_counter()
         build(engine, args.actions, args.customers)
         print(f"built in {time.perf_counter() - started:.0f} s: {describe(engine)}")
+        engine.dispose()
+        engine = sa.create_engine(db.with_driver(url), poolclass=sa.pool.NullPool)
         if args.explain:
             print(explain(engine))
         collector_s, summary, collector_kib = best_of(engine, collector_run)

@@ -26,7 +26,8 @@
 -- or more after the previous one starts a "session" and always opens a window; actions within 24 h
 -- of their session's start are covered by that first window. Only the rest ("overflow": sessions
 -- longer than a day, rare) needs the greedy chain, which a recursive CTE steps for every
--- conversation at once through precomputed next-window pointers.
+-- conversation at once through precomputed next-window pointers. Measured at 10M chat actions in
+-- docs/benchmarks.md; sql/collector_indexes.sql has the index the history lookup uses.
 WITH RECURSIVE in_period AS (
   SELECT customer_id, properties ->> 'conversation_id' AS conversation_id, occurred_at
   FROM raw_metrics
@@ -77,14 +78,20 @@ actions AS (
   SELECT customer_id, conversation_id, occurred_at FROM history
 ),
 gaps AS (
+  -- conversation_hash leads the partition key only to speed up the sort (an integer compare
+  -- instead of two strings); the text columns keep the partitions exact.
   SELECT
     customer_id,
     conversation_id,
+    conversation_hash,
     occurred_at,
-    lag(occurred_at) OVER conversation IS NULL
-      OR occurred_at >= lag(occurred_at) OVER conversation + interval '24 hours' AS starts_session
-  FROM actions
-  WINDOW conversation AS (PARTITION BY customer_id, conversation_id ORDER BY occurred_at)
+    coalesce(
+      occurred_at >= lag(occurred_at) OVER conversation + interval '24 hours', true
+    ) AS starts_session
+  FROM (SELECT *, hashtextextended(conversation_id, 0) AS conversation_hash FROM actions) AS a
+  WINDOW conversation AS (
+    PARTITION BY conversation_hash, customer_id, conversation_id ORDER BY occurred_at
+  )
 ),
 sessions AS (
   SELECT
@@ -93,7 +100,8 @@ sessions AS (
     occurred_at,
     starts_session,
     max(occurred_at) FILTER (WHERE starts_session) OVER (
-      PARTITION BY customer_id, conversation_id ORDER BY occurred_at ROWS UNBOUNDED PRECEDING
+      PARTITION BY conversation_hash, customer_id, conversation_id ORDER BY occurred_at
+      ROWS UNBOUNDED PRECEDING
     ) AS session_start
   FROM gaps
 ),
@@ -147,4 +155,5 @@ SELECT
 FROM openers
 WHERE occurred_at >= :period_start
   AND occurred_at < :period_end
-GROUP BY 1, 2
+-- hashtext(customer_id) only makes the sort cheaper, as in gaps
+GROUP BY hashtext(customer_id), 1, 2

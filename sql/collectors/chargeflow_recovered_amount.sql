@@ -1,5 +1,5 @@
 -- billable_metric: chargeflow_recovered_amount
--- description: Chargeflow recovered amount (billed at 25 %): sum of the amount of disputes whose latest status is won, on the UTC day of that won event.
+-- description: Chargeflow recovered amount (billed at 25 percent): sum of the amount of disputes whose latest status is won, on the UTC day of that won event.
 -- raw_metric: chargeback_dispute(dispute_id, status)
 -- restatement_horizon_days: 60
 --

@@ -1,5 +1,5 @@
 -- billable_metric: riskified_approved_value
--- description: Riskified approved value (billed at 0.4 %): sum of the amount of orders whose latest decision is approved and that have no fraud chargeback known now, on the UTC day of the approval.
+-- description: Riskified approved value (billed at 0.4 percent): sum of the amount of orders whose latest decision is approved and that have no fraud chargeback known now, on the UTC day of the approval.
 -- raw_metric: transaction_decision(order_id, decision)
 -- raw_metric: fraud_chargeback(order_id)
 -- restatement_horizon_days: 120
