@@ -19,9 +19,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from benchmarks._common import machine, peak_rss_mib, scratch_database, timed
-from resources import WarehouseResource
 from usage_assets.assets.aggregated_usage import usage_asset_key, usage_assets
 from usage_billing import collectors, db
+from usage_billing.resources import WarehouseResource
 
 MONTH = "2025-03"
 START = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)

@@ -23,9 +23,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-import sql
 from benchmarks._common import machine, peak_rss_mib, scratch_database
-from usage_billing import collectors, db
+from usage_billing import collectors, db, sql
 
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 END = dt.datetime(2025, 2, 1, tzinfo=dt.UTC)

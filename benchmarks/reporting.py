@@ -20,8 +20,8 @@ import sqlalchemy as sa
 
 from benchmarks._common import machine, scratch_database
 from benchmarks.sandbox_ingest import TOKEN, make_events, post_all, sandbox_process
-from resources.billing_api import BillingApiResource
 from usage_billing import db, reporting
+from usage_billing.resources import BillingApiResource
 
 TRUTH = """
 INSERT INTO usage_events (event_type, customer_id, window_start, groups, quantity, properties)
@@ -50,7 +50,9 @@ def pipeline(engine: sa.Engine, base_url: str, customers: int, days: int) -> tup
         conn.execute(sa.text(TRUTH), {"start": start, "customers": customers, "days": days})
     api = BillingApiResource(base_url=base_url, bearer_token=TOKEN, max_concurrency=4)
     started = time.perf_counter()
-    stats = reporting.report_partition(engine, api, "bench", start, today, dt.datetime.now(dt.UTC))
+    stats = reporting.report_partition(
+        engine, api.get_client(), "bench", start, today, dt.datetime.now(dt.UTC)
+    )
     seconds = time.perf_counter() - started
     assert stats.acknowledged == customers * days, stats
     return seconds, stats.acknowledged / seconds

@@ -1,11 +1,11 @@
-"""A local server that behaves like Metronome's usage API (DESIGN.md §7), like stripe-mock.
+"""A local server that behaves like Metronome's usage API, as stripe-mock does for Stripe.
 
 Metronome's endpoints (bearer token; errors are {"message": ...}):
   POST /v1/ingest           1-100 events; 200 empty; dedupe by transaction_id over 34 days
   POST /v1/usage            sums per customer, billable metric (billable_metrics.yaml), window
                             and optional group_by; `?next_page=` cursor, `?limit=` page size
   POST /v1/events/search    {"transactionIds": [...]} -> events with is_duplicate
-Test aids (no token): GET /sandbox/events[?customer_id=&event_type=], GET|POST /sandbox/config
+Test aids (same token): GET /sandbox/events[?customer_id=&event_type=], GET|POST /sandbox/config
 (fault_rate, lost_ack_rate, rate_limit, latency_ms, reject_customer_ids, fault_seed),
 GET|POST /sandbox/clock ({"now": "<RFC 3339>"} freezes, {"now": null} releases),
 GET /sandbox/health. Events live in the tables sandbox_events and sandbox_transactions.

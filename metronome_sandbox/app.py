@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from metronome_sandbox import jsonutil, metrics, usage
+from metronome_sandbox import database, jsonutil, metrics, usage
 from metronome_sandbox.controls import Controls
 from metronome_sandbox.ratelimit import retry_after_headers
 from metronome_sandbox.settings import SandboxSettings
@@ -114,6 +114,18 @@ class SandboxApi:
                 return error_response(error)
             except ValidationError as error:
                 return error_response(HttpError(400, str(error)))
+
+        return endpoint
+
+    def test_aid(self, handler: Handler) -> Handler:
+        """Wrap a /sandbox/ test aid: bearer auth too (no injected latency), same errors."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                self._authorize(request)
+                return await handler(request)
+            except HttpError as error:
+                return error_response(error)
 
         return endpoint
 
@@ -234,25 +246,9 @@ async def _unexpected(request: Request, error: Exception) -> Response:
     return json_response({"message": "internal error in the sandbox"}, 500)
 
 
-def _control(handler: Handler) -> Handler:
-    async def endpoint(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except HttpError as error:
-            return error_response(error)
-
-    return endpoint
-
-
 def create_app(settings: SandboxSettings) -> Starlette:
     """The sandbox app; connects to its database and creates the `sandbox_` tables if missing."""
-    if settings.database_url is None:
-        from usage_billing import db
-
-        database_url = db.database_url()
-    else:
-        database_url = settings.database_url
-    store = Store(database_url)
+    store = Store(settings.database_url or database.default_url())
     store.init_schema()
     api = SandboxApi(settings, store)
 
@@ -265,10 +261,10 @@ def create_app(settings: SandboxSettings) -> Starlette:
         Route("/v1/ingest", api.metronome(api.ingest), methods=["POST"]),
         Route("/v1/usage", api.metronome(api.usage), methods=["POST"]),
         Route("/v1/events/search", api.metronome(api.search), methods=["POST"]),
-        Route("/sandbox/events", _control(api.sandbox_events), methods=["GET"]),
-        Route("/sandbox/config", _control(api.sandbox_config), methods=["GET", "POST"]),
-        Route("/sandbox/clock", _control(api.sandbox_clock), methods=["GET", "POST"]),
-        Route("/sandbox/health", _control(api.sandbox_health), methods=["GET"]),
+        Route("/sandbox/events", api.test_aid(api.sandbox_events), methods=["GET"]),
+        Route("/sandbox/config", api.test_aid(api.sandbox_config), methods=["GET", "POST"]),
+        Route("/sandbox/clock", api.test_aid(api.sandbox_clock), methods=["GET", "POST"]),
+        Route("/sandbox/health", api.test_aid(api.sandbox_health), methods=["GET"]),
     ]
     handlers = {HTTPException: _http_exception, Exception: _unexpected}
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

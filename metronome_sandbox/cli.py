@@ -1,8 +1,9 @@
-"""`usage-billing sandbox`: run the Metronome-compatible sandbox in the foreground."""
+"""`python -m metronome_sandbox` (or `usage-billing sandbox`): run the sandbox in the foreground."""
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import sys
 
@@ -65,12 +66,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="bearer token to accept (default METRONOME_BEARER_TOKEN, else the dev token)",
     )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="PostgreSQL for accepted events (default USAGE_DATABASE_URL, else an embedded one)",
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until interrupted; the database is `usage_billing.db.database_url()`."""
-    from usage_billing import db
-
+    """Serve until interrupted."""
     settings = SandboxSettings(
         host=args.host,
         port=args.port,
@@ -79,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         rate_limit=args.rate_limit,
         latency_ms=args.latency_ms,
         fault_seed=args.fault_seed,
-        database_url=db.database_url(),
+        database_url=args.database_url,
     )
     if args.token:
         settings.token = args.token
@@ -87,5 +100,11 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     source = "the dev token" if settings.token == DEV_TOKEN else "the configured token"
     print(f"accepting {source} as bearer token", file=sys.stderr)
+    if not _loopback(args.host):
+        print(
+            f"WARNING: binding {args.host}, not loopback: other machines can reach the sandbox "
+            "(every endpoint still requires the bearer token)",
+            file=sys.stderr,
+        )
     serve(settings)
     return 0

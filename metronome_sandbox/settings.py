@@ -1,4 +1,4 @@
-"""Configuration of the Metronome-compatible sandbox (DESIGN.md §7)."""
+"""Configuration of the Metronome-compatible sandbox."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class SandboxSettings:
 
     `fault_rate` and `lost_ack_rate` are probabilities per ingest request; `rate_limit` is in
     events per second (None: unlimited); `fault_seed` makes the injected faults reproducible;
-    `database_url` None means the pipeline's database (`usage_billing.db.database_url()`); `now`
+    `database_url` None means `database.default_url()` (USAGE_DATABASE_URL or embedded); `now`
     freezes the sandbox clock (backdating and dedupe windows), None means the real UTC clock.
     """
 

@@ -1,7 +1,7 @@
 """The sandbox's PostgreSQL tables (prefix `sandbox_`), through SQLAlchemy Core.
 
-Every statement lives in sql/sandbox/. Event properties travel as JSON text both ways so numbers
-stay exact (jsonb keeps numeric digits; we parse them back into Decimal).
+Every statement lives in metronome_sandbox/sql/. Event properties travel as JSON text both ways
+so numbers stay exact (jsonb keeps numeric digits; we parse them back into Decimal).
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-import sql
 from metronome_sandbox import jsonutil
+from metronome_sandbox.database import read_sql, with_psycopg
 from metronome_sandbox.validation import Event, format_timestamp
-from usage_billing import db
 
 SCHEMA_LOCK_ID = 7_400_787  # serializes concurrent sandbox start-ups creating the tables
 
@@ -59,7 +58,7 @@ class IngestOutcome:
 
 @dataclass(frozen=True)
 class UsageAggregate:
-    """One row of sql/sandbox/usage.sql: a window's total, or one group's part of it."""
+    """One row of sql/usage.sql: a window's total, or one group's part of it."""
 
     customer_id: str
     metric_id: str
@@ -73,7 +72,7 @@ class Store:
     """Accepted events in PostgreSQL; safe to share between threads."""
 
     def __init__(self, database_url: str) -> None:
-        self.url = db.with_driver(database_url)
+        self.url = with_psycopg(database_url)
         # Every statement below is a single statement, atomic on its own: autocommit spares the
         # BEGIN and COMMIT round trips (a third of a small ingest's time). No pre-ping either,
         # for the same reason; a connection lost to a database restart fails one request (500),
@@ -88,7 +87,7 @@ class Store:
         try:
             with engine.begin() as conn:
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": SCHEMA_LOCK_ID})
-                conn.exec_driver_sql(sql.read("sandbox/schema.sql"))
+                conn.exec_driver_sql(read_sql("schema.sql"))
         finally:
             engine.dispose()
 
@@ -116,7 +115,7 @@ class Store:
             seen.add(event.transaction_id)
         with self.engine.connect() as conn:
             flags = conn.execute(
-                sa.text(sql.read("sandbox/ingest.sql")),
+                sa.text(read_sql("ingest.sql")),
                 {"events": jsonutil.dumps(rows), "now": now},
             ).scalars()
             duplicates = sum(1 for flag in flags if flag)
@@ -128,7 +127,7 @@ class Store:
         """Accepted, de-duplicated events in acceptance order."""
         with self.engine.connect() as conn:
             result = conn.execute(
-                sa.text(sql.read("sandbox/events_list.sql")),
+                sa.text(read_sql("events_list.sql")),
                 {"customer_id": customer_id, "event_type": event_type},
             )
             return [_stored_event(row, is_duplicate=False) for row in result]
@@ -139,7 +138,7 @@ class Store:
             return []
         with self.engine.connect() as conn:
             result = conn.execute(
-                sa.text(sql.read("sandbox/events_search.sql")),
+                sa.text(read_sql("events_search.sql")),
                 {"transaction_ids": list(transaction_ids), "now": now},
             )
             return [_stored_event(row, is_duplicate=row.is_duplicate) for row in result]
@@ -152,7 +151,7 @@ class Store:
         stride: dt.timedelta,
         customer_ids: Sequence[str] | None,
     ) -> list[UsageAggregate]:
-        """Sums per customer, metric and window (and group value) of sql/sandbox/usage.sql."""
+        """Sums per customer, metric and window (and group value) of sql/usage.sql."""
         parameters = {
             "metrics": jsonutil.dumps(list(metrics)),
             "starting_on": starting_on,
@@ -161,7 +160,7 @@ class Store:
             "customer_ids": None if customer_ids is None else list(customer_ids),
         }
         with self.engine.connect() as conn:
-            result = conn.execute(sa.text(sql.read("sandbox/usage.sql")), parameters)
+            result = conn.execute(sa.text(read_sql("usage.sql")), parameters)
             return [
                 UsageAggregate(
                     customer_id=row.customer_id,

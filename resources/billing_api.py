@@ -1,288 +1,49 @@
-"""Client for the usage-billing API (Metronome's `POST /v1/ingest`), with the SDK's retry policy.
-
-Retries 408/409/429/5xx, timeouts and connection errors with exponential backoff and jitter, honours
-`retry-after-ms` / `Retry-After` and `x-should-retry`; never retries other 4xx. 401/403 stop the run
-(a configuration error). Batches of at most 100, bounded concurrency, a client-side rate limit.
-"""
+"""The usage-billing API (Metronome): where it is, the token, and the delivery policy."""
 
 from __future__ import annotations
 
-import datetime as dt
-import email.utils
-import gzip
-import json
-import os
-import random
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from decimal import Decimal
-from typing import Any
-
 import dagster as dg
-import httpx
-import tenacity
 from pydantic import Field
 
-MAX_BATCH = 100
-DEFAULT_BASE_URL = "http://127.0.0.1:8787"
-RETRYABLE_STATUS = {408, 409, 429}
-
-
-class BillingApiAuthError(RuntimeError):
-    """401/403: the token is missing, wrong or lacks rights. Never retried; stops the run."""
-
-
-class BillingApiError(Exception):
-    """A response that is not a success, with what the API said (never the request headers)."""
-
-    def __init__(
-        self,
-        status: int | None,
-        message: str,
-        retry_after: float | None = None,
-        should_retry: bool | None = None,
-    ):
-        super().__init__(f"{status or 'no response'}: {message}")
-        self.status = status
-        self.message = message
-        self.retry_after = retry_after
-        default = status is None or status in RETRYABLE_STATUS or status >= 500
-        self.retryable = default if should_retry is None else should_retry
-        self.attempts = 1
-
-
-@dataclass(frozen=True)
-class BatchOutcome:
-    """What became of one batch: accepted, or permanently failed with the API's answer."""
-
-    events: Sequence[dict[str, Any]]
-    error: BillingApiError | None = None
-    attempts: int = 1
-
-    @property
-    def accepted(self) -> bool:
-        return self.error is None
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds the server asked us to wait (retry-after-ms, then Retry-After), if 0-60 s."""
-    if (ms := response.headers.get("retry-after-ms")) is not None:
-        try:
-            seconds = float(ms) / 1000
-        except ValueError:
-            seconds = None
-    elif (value := response.headers.get("retry-after")) is not None:
-        try:
-            seconds = float(value)
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value) if value else None
-            seconds = parsed.timestamp() - time.time() if parsed else None
-    else:
-        return None
-    return seconds if seconds is not None and 0 <= seconds <= 60 else None
-
-
-def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        return str(body.get("message", body)) if isinstance(body, dict) else str(body)
-    except ValueError:
-        return response.text[:500] or response.reason_phrase
-
-
-class RateLimiter:
-    """Token bucket shared by the sending threads: never more than `rate` events per second."""
-
-    def __init__(self, rate: float | None) -> None:
-        self.rate = rate
-        self._lock = threading.Lock()
-        self._next_free = time.monotonic()
-
-    def acquire(self, events: int) -> None:
-        if not self.rate:
-            return
-        with self._lock:
-            now = time.monotonic()
-            start = max(now, self._next_free)
-            self._next_free = start + events / self.rate
-        if start > now:
-            time.sleep(start - now)  # pacing the sender is the point here
+from usage_billing import config
+from usage_billing.billing_api import BillingApiClient, connect
 
 
 class BillingApiResource(dg.ConfigurableResource):
-    """Metronome ingest client. `base_url` and `bearer_token` come from `METRONOME_BASE_URL` /
-    `METRONOME_BEARER_TOKEN` through `dg.EnvVar`; the token is sent only as a header."""
+    """Metronome's usage API, or local mode's sandbox; `get_client()` gives the plain client."""
 
-    base_url: str = DEFAULT_BASE_URL
-    bearer_token: str = Field(repr=False)
-    timeout_seconds: float = 60.0
-    connect_timeout_seconds: float = 5.0
-    max_retries: int = 5
-    backoff_initial_seconds: float = 0.5
-    backoff_max_seconds: float = 8.0
-    max_concurrency: int = 4
-    max_events_per_second: float | None = None
-    gzip_bodies: bool = False
-
-    def _client(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=self.base_url,
-            headers={"Authorization": f"Bearer {self.bearer_token}"},
-            timeout=httpx.Timeout(self.timeout_seconds, connect=self.connect_timeout_seconds),
-            limits=httpx.Limits(max_keepalive_connections=self.max_concurrency),
-        )
-
-    def _post_once(self, client: httpx.Client, events: Sequence[dict[str, Any]]) -> None:
-        body = json.dumps(list(events), separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json"}
-        if self.gzip_bodies:
-            body, headers["Content-Encoding"] = gzip.compress(body), "gzip"
-        try:
-            response = client.post("/v1/ingest", content=body, headers=headers)
-        except httpx.TimeoutException as error:
-            raise BillingApiError(None, f"timeout: {type(error).__name__}") from None
-        except httpx.TransportError as error:
-            raise BillingApiError(None, f"connection error: {type(error).__name__}") from None
-        if response.is_success:
-            return
-        if response.status_code in (401, 403):
-            raise BillingApiAuthError(
-                f"billing API at {self.base_url} answered {response.status_code} "
-                f"({_message(response)}): check METRONOME_BEARER_TOKEN"
-            )
-        hint = response.headers.get("x-should-retry", "")
-        should_retry = {"true": True, "false": False}.get(hint)
-        raise BillingApiError(
-            response.status_code, _message(response), _retry_after(response), should_retry
-        )
-
-    def _wait(self, state: tenacity.RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome else None
-        if isinstance(error, BillingApiError) and error.retry_after is not None:
-            return error.retry_after
-        backoff = min(
-            self.backoff_initial_seconds * 2 ** (state.attempt_number - 1), self.backoff_max_seconds
-        )
-        return backoff * (1 - 0.25 * random.random())
-
-    def post_batch(self, client: httpx.Client, events: Sequence[dict[str, Any]]) -> int:
-        """POST one batch, retrying what is retryable; returns the attempts it took. Raises
-        BillingApiError (with `.attempts`) when it gives up."""
-        retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(
-                lambda e: isinstance(e, BillingApiError) and e.retryable
-            ),
-            wait=self._wait,
-            stop=tenacity.stop_after_attempt(self.max_retries + 1),
-            reraise=True,
-        )
-        try:
-            retrying(self._post_once, client, events)
-        except BillingApiError as error:
-            error.attempts = retrying.statistics.get("attempt_number", 1)
-            raise
-        return retrying.statistics.get("attempt_number", 1)
-
-    def _deliver(
-        self, client: httpx.Client, limiter: RateLimiter, events: Sequence[dict[str, Any]]
-    ) -> list[BatchOutcome]:
-        """Send a batch; on a permanent 4xx, split it so only the offending events fail."""
-        limiter.acquire(len(events))
-        try:
-            return [BatchOutcome(events, attempts=self.post_batch(client, events))]
-        except BillingApiError as error:
-            if error.retryable or len(events) == 1:
-                return [BatchOutcome(events, error, error.attempts)]
-            half = len(events) // 2
-            return self._deliver(client, limiter, events[:half]) + self._deliver(
-                client, limiter, events[half:]
-            )
-
-    def send(
-        self, events: Iterable[dict[str, Any]], on_outcome: Callable[[BatchOutcome], None]
-    ) -> None:
-        """Send events in batches of at most 100, `max_concurrency` at a time; `on_outcome` is
-        called in this thread for every batch as it settles. Stops at the first auth error."""
-        limiter = RateLimiter(self.max_events_per_second)
-        with self._client() as client, ThreadPoolExecutor(self.max_concurrency) as pool:
-            pending = [
-                pool.submit(self._deliver, client, limiter, batch) for batch in _batches(events)
-            ]
-            try:
-                for future in pending:
-                    for outcome in future.result():
-                        on_outcome(outcome)
-            except BillingApiAuthError:
-                for future in pending:
-                    future.cancel()
-                raise
-
-    def usage(
-        self,
-        starting_on: str,
-        ending_before: str,
-        billable_metrics: list[dict[str, Any]] | None = None,
-        window_size: str = "none",
-    ) -> Iterator[dict[str, Any]]:
-        """Every row of `POST /v1/usage` over [starting_on, ending_before), following next_page.
-        Values are parsed as Decimal: exact, as the API sends them."""
-        body: dict[str, Any] = {
-            "starting_on": starting_on,
-            "ending_before": ending_before,
-            "window_size": window_size,
-        }
-        if billable_metrics is not None:
-            body["billable_metrics"] = billable_metrics
-        next_page: str | None = None
-        with self._client() as client:
-            while True:
-                params = {"next_page": next_page} if next_page else {}
-                response = client.post("/v1/usage", json=body, params=params)
-                if response.status_code in (401, 403):
-                    raise BillingApiAuthError(f"billing API answered {response.status_code}")
-                if not response.is_success:
-                    raise BillingApiError(response.status_code, _message(response))
-                page = json.loads(response.content, parse_float=Decimal)
-                yield from page["data"]
-                next_page = page.get("next_page")
-                if not next_page:
-                    return
-
-    def healthy(self) -> bool:
-        """True when an authenticated read (`/v1/usage` for yesterday, one row) succeeds."""
-        today = dt.datetime.combine(dt.datetime.now(dt.UTC).date(), dt.time(), dt.UTC)
-        body = {
-            "starting_on": (today - dt.timedelta(days=1)).isoformat().replace("+00:00", "Z"),
-            "ending_before": today.isoformat().replace("+00:00", "Z"),
-            "window_size": "none",
-        }
-        try:
-            with self._client() as client:
-                return client.post("/v1/usage", json=body, params={"limit": 1}).is_success
-        except httpx.HTTPError:
-            return False
-
-
-def from_environment() -> BillingApiResource:
-    """The client configured from METRONOME_BASE_URL / METRONOME_BEARER_TOKEN, for code that runs
-    outside a Dagster run (CLI redrive, demo reconciliation)."""
-    from metronome_sandbox.settings import DEV_TOKEN
-
-    return BillingApiResource(
-        base_url=os.environ.get("METRONOME_BASE_URL") or DEFAULT_BASE_URL,
-        bearer_token=os.environ.get("METRONOME_BEARER_TOKEN") or DEV_TOKEN,
+    base_url: str = Field(
+        description="Base URL of the billing API (`METRONOME_BASE_URL`; local mode: the sandbox "
+        "on 127.0.0.1:8787)."
     )
+    bearer_token: str = Field(
+        repr=False,
+        description="Bearer token (`METRONOME_BEARER_TOKEN`, an EnvVar; local mode: the dev "
+        "token). Only ever sent as a request header.",
+    )
+    start_local_sandbox: bool = Field(
+        default=False,
+        description="Local mode: start the sandbox at base_url on demand if it is not running.",
+    )
+    timeout_seconds: float = Field(default=60.0, description="Read timeout of one request.")
+    connect_timeout_seconds: float = Field(default=5.0, description="Connect timeout.")
+    max_retries: int = Field(
+        default=5, description="Retries of a batch after a retryable failure (408/409/429/5xx)."
+    )
+    backoff_initial_seconds: float = Field(
+        default=0.5, description="First backoff; it doubles per retry, with jitter."
+    )
+    backoff_max_seconds: float = Field(default=8.0, description="Longest backoff between retries.")
+    max_concurrency: int = Field(default=4, description="Batches in flight at once.")
+    max_events_per_second: float | None = Field(
+        default=None, description="Client-side rate limit in events per second (None: none)."
+    )
+    gzip_bodies: bool = Field(default=False, description="Send ingest bodies gzip-compressed.")
 
-
-def _batches(events: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for event in events:
-        batch.append(event)
-        if len(batch) == MAX_BATCH:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    def get_client(self) -> BillingApiClient:
+        """The plain client with this configuration (starting the local sandbox if asked)."""
+        settings = config.BillingApiSettings(
+            self.base_url, self.bearer_token, local=self.start_local_sandbox
+        )
+        policy = self.model_dump(exclude={"base_url", "bearer_token", "start_local_sandbox"})
+        return connect(settings, **policy)

@@ -36,15 +36,16 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(PROJECT_ROOT))  # for tests.e2e.dagster_ui, shared with the e2e test
+sys.path.insert(0, str(PROJECT_ROOT))  # for scripts.dagster_ui, shared with the e2e test
 
 import sqlalchemy as sa  # noqa: E402
 
 from metronome_sandbox.server import running_sandbox  # noqa: E402
 from metronome_sandbox.settings import SandboxSettings  # noqa: E402
-from tests.e2e.dagster_ui import DagsterUi, running_dagster_dev  # noqa: E402
-from usage_billing import clock, db, instance, seed  # noqa: E402
-from usage_billing.demo import demo_months  # noqa: E402
+from scripts.dagster_ui import DagsterUi, running_dagster_dev  # noqa: E402
+from usage_billing import db, periods, synthetic  # noqa: E402
+from usage_billing.cli import instance  # noqa: E402
+from usage_billing.cli.demo import demo_months  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 WIDTH, HEIGHT = 1600, 1000
@@ -321,7 +322,7 @@ def scratch_environment(server_url: str | None) -> Iterator[Path]:
 def seed_months(engine: sa.Engine, months: Sequence[str], customers: int) -> None:
     """Deterministic raw metrics of every product for each month (up to now)."""
     for month in months:
-        result = seed.seed(engine, seed.plan(month, customers, 7))
+        result = synthetic.seed(engine, synthetic.plan(month, customers, 7))
         print(f"seeded {month}: {result.loaded} raw rows")
 
 
@@ -350,7 +351,7 @@ RETURNING event_type, customer_id, window_start, quantity
 
 def negate_one_usage_event(engine: sa.Engine, month: str) -> sa.Row[Any]:
     """Turn one usage event of `month` negative, as a collector bug would."""
-    start, end = seed.month_bounds(month)
+    start, end = periods.month_bounds(month)
     with engine.begin() as conn:
         return conn.execute(sa.text(NEGATE_ONE_EVENT), {"start": start, "end": end}).one()
 
@@ -460,7 +461,7 @@ def run(scratch: Path, out: Path, customers: int) -> None:
     """Seed, start the sandbox and the UI, backfill, fail the check, take the screenshots."""
     engine = db.create_engine()
     try:
-        months = demo_months(clock.now())
+        months = demo_months(periods.now())
         seed_months(engine, months, customers)
         with running_sandbox(SandboxSettings(port=0, database_url=db.database_url())) as api:
             os.environ["METRONOME_BASE_URL"] = api

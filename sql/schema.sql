@@ -1,6 +1,6 @@
 -- The pipeline's own tables. Every statement is idempotent: `usage-billing db init` re-runs this file.
 
--- Raw metrics store (DESIGN.md §4, contract). Rows are never updated or deleted by the pipeline.
+-- Raw metrics store (docs/architecture.md, "Raw metrics": a contract). Rows are never updated or deleted by the pipeline.
 CREATE TABLE IF NOT EXISTS raw_metrics (
   event_id     text PRIMARY KEY,
   customer_id  text NOT NULL,
@@ -95,10 +95,13 @@ CREATE TABLE IF NOT EXISTS dead_letters (
   transaction_id text PRIMARY KEY REFERENCES usage_outbox (transaction_id),
   status_code    integer,
   message        text NOT NULL,
+  retryable      boolean NOT NULL DEFAULT false,
   failures       integer NOT NULL DEFAULT 1,
   failed_at      timestamptz NOT NULL DEFAULT now(),
   resolved_at    timestamptz
 );
+
+ALTER TABLE dead_letters ADD COLUMN IF NOT EXISTS retryable boolean NOT NULL DEFAULT false;
 
 -- Known customers (billing API customer ids or ingest aliases). When it has rows, usage for any other
 -- customer id is an invalid value that blocks reporting.

@@ -18,9 +18,9 @@ from hypothesis import settings
 
 from metronome_sandbox.server import running_sandbox
 from metronome_sandbox.settings import DEV_TOKEN, SandboxSettings
-from resources.billing_api import BillingApiResource
 from tests.pipeline import NOW, Sandbox, fast_api
 from usage_billing import db
+from usage_billing.resources import BillingApiResource
 
 # CI explores the same examples on every run (reproducible); developers' runs explore new ones.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
@@ -28,6 +28,16 @@ settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 LOCAL_SERVER = "postgresql+psycopg://root@127.0.0.1:5432/test"
+TIERS = ("unit", "integration", "e2e", "adversarial")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test belongs to exactly one tier (pyproject.toml lists them), so `-m` selects
+    whole tiers and nothing slips between them."""
+    for item in items:
+        tiers = [tier for tier in TIERS if item.get_closest_marker(tier)]
+        if len(tiers) != 1:
+            raise pytest.UsageError(f"{item.nodeid}: needs exactly one tier marker, has {tiers}")
 
 
 def _reachable(url: str) -> bool:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
 UTC = dt.UTC
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def at(text: str) -> dt.datetime:

@@ -12,12 +12,11 @@ import httpx
 import sqlalchemy as sa
 
 from metronome_sandbox.settings import DEV_TOKEN
-from resources import WarehouseResource
-from resources.billing_api import BillingApiResource
 from tests.helpers import at
 from usage_assets.assets.aggregated_usage import usage_assets
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
+from usage_billing.resources import BillingApiResource, WarehouseResource
 
 NOW = at("2025-03-20 12:00")
 
@@ -26,11 +25,18 @@ NOW = at("2025-03-20 12:00")
 class Sandbox:
     url: str
 
+    token: str = DEV_TOKEN
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
     def configure(self, **settings: Any) -> None:
-        httpx.post(f"{self.url}/sandbox/config", json=settings).raise_for_status()
+        response = httpx.post(f"{self.url}/sandbox/config", json=settings, headers=self.headers)
+        response.raise_for_status()
 
     def events(self) -> list[dict[str, Any]]:
-        response = httpx.get(f"{self.url}/sandbox/events")
+        response = httpx.get(f"{self.url}/sandbox/events", headers=self.headers)
         response.raise_for_status()
         return response.json()
 

@@ -6,14 +6,17 @@ import sys
 from decimal import Decimal
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
-from resources import WarehouseResource
-from tests.helpers import at, sent
+from tests.helpers import PROJECT_ROOT, at, sent
 from usage_assets.assets.aggregated_usage import usage_asset_key, usage_assets
 from usage_assets.assets.usage_events import usage_events
 from usage_assets.definitions import defs
-from usage_billing import collectors, db, instance, loader
+from usage_billing import collectors, db, loader
+from usage_billing.resources import WarehouseResource
+
+pytestmark = pytest.mark.integration
 
 
 def _materialize(database_url: str, month: str) -> dg.ExecuteInProcessResult:
@@ -94,7 +97,7 @@ def test_dagster_definitions_validate_with_the_repo_instance(database_url: str) 
         capture_output=True,
         text=True,
         check=False,
-        cwd=instance.PROJECT_ROOT,
+        cwd=PROJECT_ROOT,
         env=env,
     )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -10,6 +10,8 @@ import sqlalchemy as sa
 from tests.helpers import sent
 from usage_billing import cli, loader
 
+pytestmark = pytest.mark.integration
+
 AGGREGATION = "group:aggregated_usage or key:usage_events"  # reporting is tested with the sandbox
 
 
@@ -48,8 +50,14 @@ def test_materialize_selection_and_bad_month(
 ) -> None:
     assert cli.main(["materialize", "--month", "2025-03", "--select", "key:usage_events"]) == 0
     assert "SUCCESS" in capsys.readouterr().out
-    with pytest.raises(ValueError, match="no partition"):
-        cli.main(["materialize", "--month", "2019-01"])
+    for month, reason in [
+        ("2019-01", "2019-01 is before the first partition, 2025-01"),
+        ("2025-3", "'2025-3' is not a month written YYYY-MM"),
+        ("2099-01", "2099-01 has not started yet"),
+    ]:
+        assert cli.main(["materialize", "--month", month]) == 2
+        [line] = capsys.readouterr().err.splitlines()  # one line, never a traceback
+        assert reason in line
 
 
 def test_seed_is_deterministic_and_idempotent(engine: sa.Engine, tmp_path: Path) -> None:

@@ -1,12 +1,17 @@
-"""The events_sent collector against hand-computed expectations (DESIGN.md §5)."""
+"""The events_sent collector against hand-computed expectations.
+
+The definition: docs/architecture.md, "Billable metrics"."""
 
 import datetime as dt
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from tests.helpers import at, sent
 from usage_billing import collectors, loader
+
+pytestmark = pytest.mark.integration
 
 EVENTS_SENT = collectors.collectors()["events_sent"]
 JANUARY = (at("2025-01-01 00:00"), at("2025-02-01 00:00"))

@@ -9,6 +9,8 @@ from tests.helpers import line, sent
 from usage_billing import cli, loader
 from usage_billing.collectors import RawMetric, raw_metrics
 
+pytestmark = pytest.mark.integration
+
 GOOD = [
     sent("e1", "2025-01-01T10:00:00+00:00", 3),
     sent("e2", "2025-01-01T11:00:00-05:00", "12345678901234567890.123456789"),
@@ -121,5 +123,5 @@ def test_cli_prints_counts_and_exit_codes(
     garbage = tmp_path / "garbage.jsonl"
     garbage.write_text("not json\nalso not json\n")
     assert cli.main(["load", str(garbage)]) == 1
-    assert cli.main(["load", str(tmp_path / "missing.jsonl")]) == 1
-    assert "cannot read" in capsys.readouterr().err
+    assert cli.main(["load", str(tmp_path / "missing.jsonl")]) == 2
+    assert "is not a readable file" in capsys.readouterr().err

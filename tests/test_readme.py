@@ -2,12 +2,17 @@
 
 import re
 
+import pytest
+
+from tests.helpers import PROJECT_ROOT
+from usage_assets import asset_graph
 from usage_assets.definitions import defs
-from usage_billing import asset_graph, instance
+
+pytestmark = pytest.mark.unit
 
 
 def test_readme_asset_graph_is_current() -> None:
-    readme = (instance.PROJECT_ROOT / "README.md").read_text()
+    readme = (PROJECT_ROOT / "README.md").read_text()
     block = re.search(r"<!-- asset-graph:start -->\n```mermaid\n(.*?)\n```", readme, re.S)
     assert block, "README lost its asset graph block"
-    assert block.group(1) == asset_graph.mermaid(defs), "run python -m usage_billing.asset_graph"
+    assert block.group(1) == asset_graph.mermaid(defs), "run python -m usage_assets.asset_graph"

@@ -1,7 +1,10 @@
+import pytest
 import sqlalchemy as sa
 
 from tests.helpers import sent
 from usage_billing import db, loader
+
+pytestmark = pytest.mark.integration
 
 TABLES = {"raw_metrics", "quarantined_metrics", "aggregated_usage", "usage_events"}
 

@@ -13,21 +13,62 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-import sql
-from resources import WarehouseResource
-from resources.billing_api import BillingApiResource
 from usage_assets.assets.aggregated_usage import usage_asset_key
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
-from usage_assets.partitions import FIRST_MONTH, monthly_partitions
-from usage_billing import clock, seed
+from usage_assets.partitions import monthly_partitions
+from usage_billing import periods, reporting, sql
 from usage_billing.collectors import Collector, collectors
 from usage_billing.reporting import rfc3339
+from usage_billing.resources import BillingApiResource, WarehouseResource
 
 SHOWN = 50
 # A raw metric "normally has data" when at least this share of the window's days have rows.
 NORMAL_DAYS_SHARE = 0.5
 RAW_GAP_LOOKBACK = dt.timedelta(days=28)
+
+# Ledger keys whose committed usage the billing API has not (fully) acknowledged.
+_UNACKNOWLEDGED = sa.text("""
+SELECT event_type AS metric, customer_id,
+       to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day,
+       committed - acknowledged AS outstanding
+FROM usage_ledger
+WHERE committed <> acknowledged
+ORDER BY window_start, event_type, customer_id
+""")
+# Outbox events planned but not acknowledged yet (a run crashed, or stopped on an auth error):
+# the next reporting run sends them with the same transaction ids.
+_PENDING_OUTBOX = sa.text("""
+SELECT partition_key, event_type AS metric, customer_id,
+       to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, created_at
+FROM usage_outbox
+WHERE status = 'pending'
+ORDER BY created_at, transaction_id
+""")
+_MONTH_HAS_RAW_DATA = sa.text("""
+SELECT EXISTS (
+  SELECT 1 FROM raw_metrics
+  WHERE metric = ANY(:metrics) AND occurred_at >= :period_start AND occurred_at < :period_end)
+""")
+_MONTH_REPORTED = sa.text("""
+SELECT EXISTS (
+  SELECT 1 FROM usage_ledger WHERE window_start >= :period_start AND window_start < :period_end)
+""")
+_LEDGER_ACKNOWLEDGED = sa.text("""
+SELECT customer_id, event_type AS metric, sum(acknowledged) AS acknowledged
+FROM usage_ledger
+GROUP BY customer_id, event_type
+HAVING sum(acknowledged) <> 0
+""")
+# Raw rows per UTC day of some raw metrics over [period_start, period_end), empty days included.
+_RAW_ROWS_PER_DAY = sa.text("""
+SELECT d.day::date AS day,
+       (SELECT count(*) FROM raw_metrics
+        WHERE metric = ANY(:metrics)
+          AND occurred_at >= d.day AND occurred_at < d.day + interval '1 day') AS rows
+FROM generate_series(:period_start, :period_end - interval '1 day', interval '1 day') AS d(day)
+ORDER BY 1
+""")
 
 
 def _json_ready(value: Any) -> Any:
@@ -58,7 +99,7 @@ def result(
 
 
 def _closed_months(now: dt.datetime) -> list[str]:
-    current = now.strftime("%Y-%m")
+    current = periods.month_of(now)
     return [key for key in monthly_partitions.get_partition_keys() if key < current]
 
 
@@ -66,13 +107,10 @@ def _never_reported(conn: sa.Connection, now: dt.datetime) -> list[dict[str, Any
     metrics = sorted({raw.name for c in collectors().values() for raw in c.raw_metrics})
     missing = []
     for month in _closed_months(now):
-        start, end = seed.month_bounds(month)
+        start, end = periods.month_bounds(month)
         params = {"period_start": start, "period_end": end, "metrics": metrics}
-        has_data = conn.execute(sa.text(sql.read("check_months_with_data.sql")), params).scalar()
-        if (
-            has_data
-            and not conn.execute(sa.text(sql.read("check_month_reported.sql")), params).scalar()
-        ):
+        has_data = conn.execute(_MONTH_HAS_RAW_DATA, params).scalar()
+        if has_data and not conn.execute(_MONTH_REPORTED, params).scalar():
             missing.append({"month": month, "problem": "raw metrics but nothing reported"})
     return missing
 
@@ -84,20 +122,15 @@ def _never_reported(conn: sa.Connection, now: dt.datetime) -> list[dict[str, Any
     "letters, unreported truth, or months with raw data that were never reported.",
 )
 def reporting_gaps(warehouse: WarehouseResource) -> dg.AssetCheckResult:
-    now = clock.now()
-    month_start = seed.month_bounds(now.strftime("%Y-%m"))[0]
-    with warehouse.begin() as conn:
+    now = periods.now()
+    month_start = periods.month_bounds(periods.month_of(now))[0]
+    engine = warehouse.get_engine()
+    with engine.begin() as conn:
         findings = {
-            "unacknowledged": _problems(
-                conn.execute(sa.text(sql.read("check_unacknowledged.sql")))
-            ),
-            "pending_outbox": _problems(
-                conn.execute(sa.text(sql.read("check_pending_outbox.sql")))
-            ),
-            "dead_letters": _problems(conn.execute(sa.text(sql.read("dlq_list.sql")))),
-            "unreported": _problems(
-                conn.execute(sa.text(sql.read("check_unreported.sql")), {"before": month_start})
-            ),
+            "unacknowledged": _problems(conn.execute(_UNACKNOWLEDGED)),
+            "pending_outbox": _problems(conn.execute(_PENDING_OUTBOX)),
+            "dead_letters": _problems(reporting.dead_letters(engine)),
+            "unreported": _problems(sql.execute(conn, "check_unreported.sql", before=month_start)),
             "months_never_reported": _never_reported(conn, now),
         }
     return result(findings)
@@ -111,17 +144,17 @@ def reporting_gaps(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 def billing_api_reconciliation(
     warehouse: WarehouseResource, billing_api: BillingApiResource
 ) -> dg.AssetCheckResult:
-    now = clock.now()
-    start = seed.month_bounds(FIRST_MONTH)[0]
-    until = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
+    now = periods.now()
+    start = periods.month_bounds(periods.FIRST_MONTH)[0]
+    until = periods.day_start(now) + dt.timedelta(days=1)
     api_totals: dict[tuple[str, str], Decimal] = {}
-    for row in billing_api.usage(rfc3339(start), rfc3339(until)):
+    for row in billing_api.get_client().usage(rfc3339(start), rfc3339(until)):
         value = Decimal(row["value"] or 0)
         if value:
             key = (row["customer_id"], row["billable_metric_name"])
             api_totals[key] = api_totals.get(key, Decimal(0)) + value
-    with warehouse.begin() as conn:
-        rows = conn.execute(sa.text(sql.read("ledger_acknowledged_totals.sql")))
+    with warehouse.get_engine().begin() as conn:
+        rows = conn.execute(_LEDGER_ACKNOWLEDGED)
         ledger = {(r.customer_id, r.metric): r.acknowledged for r in rows}
     mismatches = [
         {
@@ -151,12 +184,12 @@ def invalid_values(
         window = context.partition_time_window
         query = f"SELECT * FROM ({query}) AS all_months WHERE day >= :first_day AND day < :end_day"
         params = {"first_day": f"{window.start:%Y-%m-%d}", "end_day": f"{window.end:%Y-%m-%d}"}
-    with warehouse.begin() as conn:
+    with warehouse.get_engine().begin() as conn:
         return result({"invalid": _problems(conn.execute(sa.text(query), params))})
 
 
 def _raw_gap_window(context: dg.AssetCheckExecutionContext) -> tuple[dt.datetime, dt.datetime]:
-    today = dt.datetime.combine(clock.now().date(), dt.time(), dt.UTC)
+    today = periods.day_start(periods.now())
     if context.has_partition_key:
         window = context.partition_time_window
         return window.start, min(window.end, today)
@@ -180,8 +213,8 @@ def build_raw_data_gap_check(collector: Collector) -> dg.AssetChecksDefinition:
         if end <= start:
             return result({"empty_days": []}, dg.AssetCheckSeverity.WARN)
         params = {"metrics": metrics, "period_start": start, "period_end": end}
-        with warehouse.begin() as conn:
-            days = conn.execute(sa.text(sql.read("check_raw_data_days.sql")), params).all()
+        with warehouse.get_engine().begin() as conn:
+            days = conn.execute(_RAW_ROWS_PER_DAY, params).all()
         with_data = sum(1 for day in days if day.rows)
         normal = days and with_data / len(days) >= NORMAL_DAYS_SHARE
         empty = [

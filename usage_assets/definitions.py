@@ -1,4 +1,8 @@
-"""The code location: everything Dagster loads (workspace.yaml points here)."""
+"""The code location: everything Dagster loads (workspace.yaml points here).
+
+Loading it checks the configuration first: a setting that cannot work stops the load with one line
+naming the variable (docs/architecture.md, "Configuration").
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,6 @@ import os
 
 import dagster as dg
 
-from metronome_sandbox.settings import DEV_TOKEN
-from resources import WarehouseResource
-from resources.alerts import AlertsResource
-from resources.billing_api import DEFAULT_BASE_URL, BillingApiResource
 from usage_assets.assets.aggregated_usage import usage_assets
 from usage_assets.assets.raw_metrics import raw_metrics
 from usage_assets.assets.reported_usage import reported_usage
@@ -23,6 +23,10 @@ from usage_assets.sensors import (
     redrive_when_healthy,
     retry_failed_partitions,
 )
+from usage_billing import config
+from usage_billing.resources import AlertsResource, BillingApiResource, WarehouseResource
+
+billing_api = config.check()
 
 
 def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
@@ -46,8 +50,9 @@ defs = dg.Definitions(
     resources={
         "warehouse": WarehouseResource(database_url=_env_or("USAGE_DATABASE_URL", None)),
         "billing_api": BillingApiResource(
-            base_url=_env_or("METRONOME_BASE_URL", DEFAULT_BASE_URL),
-            bearer_token=_env_or("METRONOME_BEARER_TOKEN", DEV_TOKEN),
+            base_url=_env_or("METRONOME_BASE_URL", billing_api.base_url),
+            bearer_token=_env_or("METRONOME_BEARER_TOKEN", billing_api.bearer_token),
+            start_local_sandbox=billing_api.local,
         ),
         "alerts": AlertsResource(webhook_url=_env_or("USAGE_ALERTS_WEBHOOK_URL", None)),
     },

@@ -2,9 +2,8 @@
 
 import dagster as dg
 
-from resources import WarehouseResource
-from resources.billing_api import BillingApiResource
-from usage_billing import clock, reporting
+from usage_billing import periods, reporting
+from usage_billing.resources import BillingApiResource, WarehouseResource
 
 # Aggregation, usage events and reporting, one month at a time (partitions come from the assets).
 usage_billing_job = dg.define_asset_job(
@@ -20,7 +19,9 @@ def redrive_dead_letters(
     warehouse: WarehouseResource,
     billing_api: BillingApiResource,
 ) -> None:
-    results = reporting.redrive(warehouse.engine, billing_api, clock.now(), retryable_only=True)
+    results = reporting.redrive(
+        warehouse.get_engine(), billing_api.get_client(), periods.now(), retryable_only=True
+    )
     for month, stats in results.items():
         context.log.info(
             f"{month}: resent {stats.sent}, acknowledged {stats.acknowledged}, "

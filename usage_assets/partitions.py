@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-FIRST_MONTH = "2025-01"
+from usage_billing.periods import FIRST_MONTH
 
 monthly_partitions = dg.MonthlyPartitionsDefinition(
     start_date=FIRST_MONTH, fmt="%Y-%m", end_offset=1, timezone="UTC"

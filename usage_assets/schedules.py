@@ -8,17 +8,9 @@ import datetime as dt
 import dagster as dg
 
 from usage_assets.jobs import usage_billing_job
-from usage_assets.partitions import FIRST_MONTH, monthly_partitions
+from usage_assets.partitions import monthly_partitions
 from usage_billing.collectors import collectors
-
-
-def month_of(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m")
-
-
-def previous_month(moment: dt.datetime) -> str:
-    first = moment.astimezone(dt.UTC).replace(day=1)
-    return month_of(first - dt.timedelta(days=1))
+from usage_billing.periods import FIRST_MONTH, month_of, previous_month
 
 
 def restatement_months(moment: dt.datetime) -> list[str]:

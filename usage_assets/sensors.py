@@ -10,14 +10,11 @@ from collections.abc import Iterator, Sequence
 import dagster as dg
 import sqlalchemy as sa
 
-import sql
-from resources import WarehouseResource
-from resources.alerts import AlertsResource
-from resources.billing_api import BillingApiResource
 from usage_assets.jobs import dlq_redrive_job, usage_billing_job
 from usage_assets.partitions import monthly_partitions
-from usage_billing import clock
+from usage_billing import periods
 from usage_billing.incidents import raise_incident, resolve_incident
+from usage_billing.resources import AlertsResource, BillingApiResource, WarehouseResource
 
 MAX_ATTEMPTS = 3
 BACKOFF = (dt.timedelta(minutes=2), dt.timedelta(minutes=10), dt.timedelta(minutes=30))
@@ -25,6 +22,26 @@ FAILED_RUN_LOOKBACK = dt.timedelta(days=2)
 ATTEMPT_TAG = "usage_billing/attempt"
 RETRY_OF_TAG = "usage_billing/retry_of"
 MONITORED_GROUPS = ("aggregated_usage", "reporting")
+
+# Dead letters a redrive may deliver (the client judged them retryable).
+_RETRYABLE_DEAD_LETTERS = sa.text("""
+SELECT count(*) AS letters, max(d.failed_at) AS last_failed
+FROM dead_letters AS d JOIN usage_outbox AS o USING (transaction_id)
+WHERE o.status = 'dead' AND d.resolved_at IS NULL AND d.retryable
+""")
+_LAST_RECEIVED = sa.text("SELECT coalesce(max(received_at), now()) FROM raw_metrics")
+# Raw metrics received after :after, by the month they occurred in (the partition they change).
+_ARRIVALS = sa.text("""
+SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
+       count(*) AS rows, max(received_at) AS last_received
+FROM raw_metrics
+WHERE received_at > :after
+GROUP BY 1
+ORDER BY 1
+""")
+_PARTITION_REPORTED = sa.text(
+    "SELECT EXISTS (SELECT 1 FROM usage_outbox WHERE partition_key = :partition_key)"
+)
 
 
 def _monitored_keys(context: dg.SensorEvaluationContext) -> set[dg.AssetKey]:
@@ -83,7 +100,7 @@ def _superseded(instance: dg.DagsterInstance, partition: str, since: float) -> b
 def retry_failed_partitions(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource, alerts: AlertsResource
 ) -> Iterator[dg.RunRequest | dg.SkipReason]:
-    now = clock.now()
+    now = periods.now()
     monitored = _monitored_keys(context)
     records = context.instance.get_run_records(
         filters=dg.RunsFilter(
@@ -109,8 +126,8 @@ def retry_failed_partitions(
                 continue
             if attempt >= MAX_ATTEMPTS:
                 raise_incident(
-                    warehouse.engine,
-                    alerts,
+                    warehouse.get_engine(),
+                    alerts.get_client(),
                     f"retries-exhausted:{root}:{partition}",
                     f"Usage billing: partition {partition} still fails after {attempt} retries",
                     [f"last failed run: {run.run_id}", f"first failed run: {root}"],
@@ -139,11 +156,11 @@ def redrive_when_healthy(
     warehouse: WarehouseResource,
     billing_api: BillingApiResource,
 ) -> dg.RunRequest | dg.SkipReason:
-    with warehouse.begin() as conn:
-        summary = conn.execute(sa.text(sql.read("dlq_retryable_summary.sql"))).one()
+    with warehouse.get_engine().begin() as conn:
+        summary = conn.execute(_RETRYABLE_DEAD_LETTERS).one()
     if not summary.letters:
         return dg.SkipReason("no retryable dead letters")
-    if not billing_api.healthy():
+    if not billing_api.get_client().healthy():
         return dg.SkipReason(f"{summary.letters} dead letters wait: billing API still unhealthy")
     return dg.RunRequest(run_key=f"redrive-{summary.last_failed.isoformat()}-{summary.letters}")
 
@@ -158,18 +175,18 @@ def redrive_when_healthy(
 def late_raw_data(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> Iterator[dg.RunRequest | dg.SkipReason]:
-    with warehouse.begin() as conn:
+    with warehouse.get_engine().begin() as conn:
         if context.cursor is None:
-            start = conn.execute(sa.text(sql.read("raw_metrics_last_received.sql"))).scalar_one()
+            start = conn.execute(_LAST_RECEIVED).scalar_one()
             context.update_cursor(start.isoformat())
             yield dg.SkipReason("started watching raw metrics received from now on")
             return
         after = dt.datetime.fromisoformat(context.cursor)
-        arrivals = conn.execute(sa.text(sql.read("late_data_months.sql")), {"after": after}).all()
+        arrivals = conn.execute(_ARRIVALS, {"after": after}).all()
         partitions = set(monthly_partitions.get_partition_keys())
         for arrival in arrivals:
             reported = conn.execute(
-                sa.text(sql.read("partition_reported.sql")), {"partition_key": arrival.month}
+                _PARTITION_REPORTED, {"partition_key": arrival.month}
             ).scalar_one()
             if reported and arrival.month in partitions:
                 yield dg.RunRequest(
@@ -213,14 +230,14 @@ def build_check_alert_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.Senso
                     if name.endswith("_count") and value.value
                 ]
                 raise_incident(
-                    warehouse.engine,
-                    alerts,
+                    warehouse.get_engine(),
+                    alerts.get_client(),
                     incident,
                     f"Usage billing check failed: {key.asset_key.to_user_string()} / {key.name}",
                     lines,
                 )
             elif record.status.value == "SUCCEEDED":
-                resolve_incident(warehouse.engine, incident)
+                resolve_incident(warehouse.get_engine(), incident)
         return dg.SkipReason(f"{len(failing)} failing checks")
 
     return _sensor

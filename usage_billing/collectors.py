@@ -20,9 +20,22 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-import sql
+from usage_billing import sql
 
 COLLECTOR_WORK_MEM = "256MB"
+# Replace a partition: first drop the metric's rows whose window starts inside the period...
+_DELETE = sa.text("""
+DELETE FROM aggregated_usage
+WHERE billable_metric = :billable_metric
+  AND window_start >= :period_start AND window_start < :period_end
+""")
+# ...and, once recomputed, say what it holds (asset metadata).
+_SUMMARY = sa.text("""
+SELECT count(*) AS rows, count(DISTINCT customer_id) AS customers, coalesce(sum(value), 0) AS total
+FROM aggregated_usage
+WHERE billable_metric = :billable_metric
+  AND window_start >= :period_start AND window_start < :period_end
+""")
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.+?)\s*$")
 _RAW_METRIC = re.compile(r"^([a-z][a-z0-9_]*)\s*(?:\(([^)]*)\))?$")
 
@@ -130,6 +143,13 @@ def compute(
     return list(conn.execute(sa.text(collector.sql), _params(collector, start, end, as_of)))
 
 
+@functools.cache
+def _insert_statement(collector: Collector) -> sa.TextClause:
+    """sql/aggregated_usage_insert.sql around the collector's SELECT."""
+    wrapper = sql.read("aggregated_usage_insert.sql")
+    return sa.text(wrapper.replace("{collector_sql}", collector.sql))
+
+
 @dataclass(frozen=True)
 class PartitionSummary:
     rows: int
@@ -148,8 +168,7 @@ def replace_partition(
     params = _params(collector, start, end, as_of)
     # Aggregations hash a month of groups; the default 4 MB would spill them to disk.
     conn.exec_driver_sql(f"SET LOCAL work_mem = '{COLLECTOR_WORK_MEM}'")
-    conn.execute(sa.text(sql.read("aggregated_usage_delete.sql")), params)
-    insert = sql.read("aggregated_usage_insert.sql").replace("{collector_sql}", collector.sql)
-    conn.execute(sa.text(insert), params)
-    row = conn.execute(sa.text(sql.read("aggregated_usage_summary.sql")), params).one()
+    conn.execute(_DELETE, params)
+    conn.execute(_insert_statement(collector), params)
+    row = conn.execute(_SUMMARY, params).one()
     return PartitionSummary(rows=row.rows, customers=row.customers, total=Decimal(row.total))

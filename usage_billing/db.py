@@ -10,7 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-import sql
+from usage_billing import sql
 
 EMBEDDED_DATABASE = "usage_billing"
 DAGSTER_DATABASE = "dagster"
@@ -87,7 +87,8 @@ def database_url() -> str:
 
 
 def dagster_database_url() -> str:
-    """Postgres URL for the Dagster instance: `DAGSTER_PG_URL`, else beside the usage database."""
+    """Postgres URL for the Dagster instance: `DAGSTER_PG_URL`, else beside the usage database.
+    Written with the psycopg2 driver, the one dagster-postgres speaks."""
     configured = os.environ.get("DAGSTER_PG_URL") or os.environ.get("USAGE_DATABASE_URL")
     return with_driver(configured or embedded_url(DAGSTER_DATABASE), "psycopg2")
 
@@ -100,6 +101,7 @@ def create_engine(url: str | None = None) -> sa.Engine:
 
 
 def check_connection(engine: sa.Engine) -> None:
+    """Raise DatabaseUnavailableError, saying which URL and what to do, unless it answers."""
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))

@@ -13,10 +13,24 @@ from typing import Any
 
 import sqlalchemy as sa
 
-import sql
+from usage_billing import sql
 from usage_billing.collectors import RawMetric, raw_metrics
 
 CHUNK_LINES = 20_000
+# Keep a rejected line with its reason; the same line of the same file is kept once.
+_QUARANTINE = sa.text("""
+INSERT INTO quarantined_metrics (source, line_number, line, reason)
+VALUES (:source, :line_number, :line, :reason)
+ON CONFLICT (source, line_number, line) DO UPDATE SET reason = EXCLUDED.reason
+""")
+_QUARANTINE_PENDING = sa.text(
+    "SELECT id, source, line_number, line FROM quarantined_metrics "
+    "WHERE resolved_at IS NULL ORDER BY id"
+)
+_QUARANTINE_REASON = sa.text("UPDATE quarantined_metrics SET reason = :reason WHERE id = :id")
+_QUARANTINE_RESOLVE = sa.text(
+    "UPDATE quarantined_metrics SET resolved_at = now() WHERE id = ANY(:ids)"
+)
 STAGING_COLUMNS = ("event_id", "customer_id", "metric", "occurred_at", "value", "document")
 
 
@@ -43,6 +57,7 @@ class LoadResult:
     loaded: int = 0
     duplicate: int = 0
     quarantined: int = 0
+    conflicting: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -138,13 +153,13 @@ def copy_rows(conn: sa.Connection, rows: Iterable[RawRow]) -> int:
                     row.document,
                 )
             )
-    return conn.execute(sa.text(sql.read("raw_metrics_insert_staged.sql"))).rowcount
+    return sql.execute(conn, "raw_metrics_insert_staged.sql").rowcount
 
 
 def _quarantine(conn: sa.Connection, source: str, rejected: list[tuple[int, str, str]]) -> None:
     if rejected:
         conn.execute(
-            sa.text(sql.read("quarantine_insert.sql")),
+            _QUARANTINE,
             [
                 {"source": source, "line_number": n, "line": line, "reason": r}
                 for n, line, r in rejected
@@ -186,7 +201,7 @@ def retry_quarantine(engine: sa.Engine) -> LoadResult:
     known = raw_metrics()
     result = LoadResult()
     with engine.begin() as conn:
-        pending = conn.execute(sa.text(sql.read("quarantine_pending.sql"))).all()
+        pending = conn.execute(_QUARANTINE_PENDING).all()
         valid: list[RawRow] = []
         resolved: list[int] = []
         for entry in pending:
@@ -195,13 +210,10 @@ def retry_quarantine(engine: sa.Engine) -> LoadResult:
                 resolved.append(entry.id)
             except InvalidLineError as error:
                 result.quarantined += 1
-                conn.execute(
-                    sa.text(sql.read("quarantine_update_reason.sql")),
-                    {"id": entry.id, "reason": str(error)},
-                )
+                conn.execute(_QUARANTINE_REASON, {"id": entry.id, "reason": str(error)})
         inserted = copy_rows(conn, valid) if valid else 0
         if resolved:
-            conn.execute(sa.text(sql.read("quarantine_resolve.sql")), {"ids": resolved})
+            conn.execute(_QUARANTINE_RESOLVE, {"ids": resolved})
     result.loaded = inserted
     result.duplicate = len(valid) - inserted
     return result

@@ -9,11 +9,18 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-import sql
-from resources.billing_api import BillingApiResource
-from usage_billing import seed
+from usage_billing import periods, sql
+from usage_billing.billing_api import BillingApiClient
 from usage_billing.collectors import collectors
 from usage_billing.reporting import rfc3339
+
+# Raw rows per raw metric that occurred in a month.
+_RAW_ROWS = sa.text("""
+SELECT metric, count(*) AS rows
+FROM raw_metrics
+WHERE occurred_at >= :period_start AND occurred_at < :period_end
+GROUP BY metric
+""")
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,7 @@ class Line:
 
 
 def accepted_by_month(
-    api: BillingApiResource, first: dt.datetime, until: dt.datetime
+    api: BillingApiClient, first: dt.datetime, until: dt.datetime
 ) -> dict[tuple[str, str], Decimal]:
     """What the billing API's own /v1/usage says per (month, metric). Corrections are dated when
     they were sent, so they count for the month in their `corrects_window` property."""
@@ -44,7 +51,7 @@ def accepted_by_month(
     totals: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
     month = first
     while month < until:
-        end = min(seed.month_bounds(month.strftime("%Y-%m"))[1], until)
+        end = min(periods.month_bounds(month.strftime("%Y-%m"))[1], until)
         for row in api.usage(rfc3339(month), rfc3339(end), grouped):
             corrections = row.get("groups") or {}
             on_time = Decimal(row["value"] or 0) - sum(
@@ -59,18 +66,18 @@ def accepted_by_month(
 
 
 def reconcile(
-    engine: sa.Engine, api: BillingApiResource, months: list[str], now: dt.datetime
+    engine: sa.Engine, api: BillingApiClient, months: list[str], now: dt.datetime
 ) -> list[Line]:
     # The API answers whole UTC days; corrections are dated up to now, so end at the next midnight.
     tomorrow = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.UTC)
-    accepted = accepted_by_month(api, seed.month_bounds(months[0])[0], tomorrow)
+    accepted = accepted_by_month(api, periods.month_bounds(months[0])[0], tomorrow)
     lines = []
     with engine.connect() as conn:
         for month in months:
-            start, end = seed.month_bounds(month)
+            start, end = periods.month_bounds(month)
             params = {"period_start": start, "period_end": end}
-            raw = dict(conn.execute(sa.text(sql.read("raw_rows_month.sql")), params).all())
-            rows = conn.execute(sa.text(sql.read("reconciliation_month.sql")), params)
+            raw = dict(conn.execute(_RAW_ROWS, params).all())
+            rows = sql.execute(conn, "reconciliation_month.sql", **params)
             by_metric = {row.metric: row for row in rows}
             for metric, collector in collectors().items():
                 row = by_metric.get(metric)

@@ -1,4 +1,7 @@
-"""Exactly-once reporting: ledger -> outbox -> billing API -> acknowledged, or DLQ (DESIGN §6)."""
+"""Exactly-once reporting: ledger -> outbox -> billing API -> acknowledged, or dead letters.
+
+docs/architecture.md ("Reporting exactly once") tells the whole story.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-import sql
-from resources.billing_api import BatchOutcome, BillingApiResource
+from usage_billing import sql
+from usage_billing.billing_api import BatchOutcome, BillingApiClient
 
 BACKDATING_LIMIT = dt.timedelta(days=34)
 # Sent events can wait in the outbox a little (retries, queues): keep clear of the API's limit.
@@ -67,26 +70,71 @@ def to_event(row: Any, now: dt.datetime) -> dict[str, Any]:
     }
 
 
+# One reporting run per partition at a time: a second run waits for the lock, then finds nothing
+# left to send. Session-level, held on a connection of its own for the whole run.
+_LOCK = sa.text("SELECT pg_advisory_lock(hashtextextended('reported_usage:' || :partition_key, 0))")
+_UNLOCK = sa.text(
+    "SELECT pg_advisory_unlock(hashtextextended('reported_usage:' || :partition_key, 0))"
+)
+# Events of a partition still to send (planned by this run or left by a crashed one).
+_PENDING = sa.text("""
+SELECT transaction_id, event_type, customer_id, window_start, groups, delta
+FROM usage_outbox
+WHERE partition_key = :partition_key AND status = 'pending'
+ORDER BY window_start, event_type, customer_id, transaction_id
+""")
+# Partitions with unresolved dead letters (all, or one month), retryable ones only if asked.
+_DEAD_PARTITIONS = sa.text("""
+SELECT DISTINCT o.partition_key
+FROM usage_outbox AS o JOIN dead_letters AS d USING (transaction_id)
+WHERE o.status = 'dead'
+  AND (CAST(:partition_key AS text) IS NULL OR o.partition_key = :partition_key)
+  AND (d.retryable OR NOT :retryable_only)
+ORDER BY o.partition_key
+""")
+# Redrive: dead events of a partition go back to pending, with the same transaction ids.
+_REQUEUE = sa.text("""
+UPDATE usage_outbox AS o SET status = 'pending'
+FROM dead_letters AS d
+WHERE d.transaction_id = o.transaction_id
+  AND o.status = 'dead'
+  AND o.partition_key = :partition_key
+  AND (d.retryable OR NOT :retryable_only)
+""")
+# Unresolved dead letters with what they carry and why they failed.
+_DEAD_LETTERS = sa.text("""
+SELECT d.transaction_id, o.partition_key, o.event_type, o.customer_id, o.window_start, o.delta,
+       d.status_code, d.message, d.retryable, d.failures, d.failed_at
+FROM dead_letters AS d
+JOIN usage_outbox AS o USING (transaction_id)
+WHERE d.resolved_at IS NULL
+ORDER BY d.failed_at, d.transaction_id
+""")
+
+
 @contextmanager
 def partition_lock(engine: sa.Engine, partition_key: str) -> Iterator[None]:
     """Hold the partition's advisory lock on a connection of its own for the whole run."""
     with engine.connect() as conn:
-        conn.execute(sa.text(sql.read("reporting_lock.sql")), {"partition_key": partition_key})
+        conn.execute(_LOCK, {"partition_key": partition_key})
         conn.commit()
         try:
             yield
         finally:
-            conn.execute(
-                sa.text(sql.read("reporting_unlock.sql")), {"partition_key": partition_key}
-            )
+            conn.execute(_UNLOCK, {"partition_key": partition_key})
             conn.commit()
 
 
 def plan(engine: sa.Engine, partition_key: str, start: dt.datetime, end: dt.datetime) -> sa.Row:
     """Write this partition's deltas to the outbox and the ledger in one transaction."""
-    params = {"partition_key": partition_key, "period_start": start, "period_end": end}
     with engine.begin() as conn:
-        return conn.execute(sa.text(sql.read("reporting_plan.sql")), params).one()
+        return sql.execute(
+            conn,
+            "reporting_plan.sql",
+            partition_key=partition_key,
+            period_start=start,
+            period_end=end,
+        ).one()
 
 
 ACK_FLUSH_EVENTS = 1000
@@ -112,13 +160,13 @@ class _Recorder:
             return
         error = outcome.error
         with self.engine.begin() as conn:
-            conn.execute(
-                sa.text(sql.read("outbox_dead_letter.sql")),
-                {
-                    "transaction_ids": ids,
-                    "status_code": error.status,
-                    "message": error.message[:2000],
-                },
+            sql.execute(
+                conn,
+                "outbox_dead_letter.sql",
+                transaction_ids=ids,
+                status_code=error.status,
+                message=error.message[:2000],
+                retryable=error.retryable,
             )
         self.stats.dead_lettered += len(ids)
         key = f"{error.status or 'no response'}: {error.message[:200]}"
@@ -128,22 +176,18 @@ class _Recorder:
         if not self.acknowledged:
             return
         with self.engine.begin() as conn:
-            conn.execute(
-                sa.text(sql.read("outbox_acknowledge.sql")), {"transaction_ids": self.acknowledged}
-            )
+            sql.execute(conn, "outbox_acknowledge.sql", transaction_ids=self.acknowledged)
         self.stats.acknowledged += len(self.acknowledged)
         self.acknowledged = []
 
 
 def deliver_pending(
-    engine: sa.Engine, api: BillingApiResource, partition_key: str, now: dt.datetime
+    engine: sa.Engine, api: BillingApiClient, partition_key: str, now: dt.datetime
 ) -> DeliveryStats:
     """Send the partition's pending outbox events; record each batch's fate as it settles."""
     stats = DeliveryStats()
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(sql.read("outbox_pending.sql")), {"partition_key": partition_key}
-        ).all()
+        rows = conn.execute(_PENDING, {"partition_key": partition_key}).all()
     events = [to_event(row, now) for row in rows]
     stats.sent = len(events)
     stats.corrections = sum("corrects_window" in e["properties"] for e in events)
@@ -157,7 +201,7 @@ def deliver_pending(
 
 def report_partition(
     engine: sa.Engine,
-    api: BillingApiResource,
+    api: BillingApiClient,
     partition_key: str,
     start: dt.datetime,
     end: dt.datetime,
@@ -172,7 +216,7 @@ def report_partition(
 
 def redrive(
     engine: sa.Engine,
-    api: BillingApiResource,
+    api: BillingApiClient,
     now: dt.datetime,
     partition_key: str | None = None,
     retryable_only: bool = False,
@@ -181,19 +225,17 @@ def redrive(
     unavailability) with their original transaction ids."""
     params = {"partition_key": partition_key, "retryable_only": retryable_only}
     with engine.connect() as conn:
-        partitions = list(conn.execute(sa.text(sql.read("dlq_partitions.sql")), params).scalars())
+        partitions = list(conn.execute(_DEAD_PARTITIONS, params).scalars())
     results = {}
     for key in partitions:
         with partition_lock(engine, key):
             with engine.begin() as conn:
-                conn.execute(
-                    sa.text(sql.read("dlq_requeue.sql")),
-                    {"partition_key": key, "retryable_only": retryable_only},
-                )
+                conn.execute(_REQUEUE, {"partition_key": key, "retryable_only": retryable_only})
             results[key] = deliver_pending(engine, api, key, now)
     return results
 
 
 def dead_letters(engine: sa.Engine) -> list[sa.Row]:
+    """Unresolved dead letters, oldest first."""
     with engine.connect() as conn:
-        return conn.execute(sa.text(sql.read("dlq_list.sql"))).all()
+        return conn.execute(_DEAD_LETTERS).all()

@@ -3,7 +3,7 @@
 -- raw_metric: chat_action(conversation_id, actor, action)
 -- restatement_horizon_days: 3
 --
--- DESIGN.md §5. How this file reads the points the definition leaves open:
+-- docs/architecture.md, "Billable metrics". How this file reads the points the definition leaves open:
 -- * A conversation is (customer_id, conversation_id): ids are only unique per customer.
 -- * Qualifying action: actor = 'customer' and (action = 'message' or (action = 'menu_option' and
 --   option is not exactly 'End Chat')). Values compare exactly (case-sensitive), like events_sent.

@@ -3,7 +3,7 @@
 -- raw_metric: chargeback_alert(alert_id, outcome)
 -- restatement_horizon_days: 30
 --
--- DESIGN.md §5. How this file reads the points the definition leaves open:
+-- docs/architecture.md, "Billable metrics". How this file reads the points the definition leaves open:
 -- * An alert is (customer_id, alert_id). Latest = greatest (occurred_at, event_id), event_id
 --   compared byte-wise (COLLATE "C") so the tie-break does not depend on the database's locale.
 -- * Only events with occurred_at <= :as_of are known. An alert whose outcome flips from prevented

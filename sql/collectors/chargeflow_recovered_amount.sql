@@ -3,7 +3,7 @@
 -- raw_metric: chargeback_dispute(dispute_id, status)
 -- restatement_horizon_days: 60
 --
--- DESIGN.md §5. How this file reads the points the definition leaves open:
+-- docs/architecture.md, "Billable metrics". How this file reads the points the definition leaves open:
 -- * A dispute is (customer_id, dispute_id). Latest = greatest (occurred_at, event_id), event_id
 --   compared byte-wise (COLLATE "C") so the tie-break does not depend on the database's locale.
 -- * Only events with occurred_at <= :as_of are known: the latest status is the latest known one.

@@ -3,7 +3,7 @@
 -- raw_metric: events_sent(environment_type)
 -- restatement_horizon_days: 3
 --
--- Sum of value where environment_type = 'PRODUCTION' and is_duplicate is not JSON true (DESIGN.md §5).
+-- Sum of value where environment_type = 'PRODUCTION' and is_duplicate is not JSON true (docs/architecture.md, "Billable metrics").
 -- The property tests sit in FILTER, not WHERE: the planner cannot estimate jsonb predicates, and an
 -- underestimate makes it sort millions of rows instead of hashing them (see docs/benchmarks.md).
 -- A customer-day with no billable event yields NULL, which the partition insert drops.

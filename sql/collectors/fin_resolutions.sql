@@ -3,7 +3,7 @@
 -- raw_metric: support_event(ticket_id, kind, bot)
 -- restatement_horizon_days: 3
 --
--- DESIGN.md §5. How this file reads the points the definition leaves open:
+-- docs/architecture.md, "Billable metrics". How this file reads the points the definition leaves open:
 -- * A ticket is (customer_id, ticket_id), and only support events with bot = 'fin' belong to Fin:
 --   resolutions and handoffs alike. `bot` is required because neither support collector can
 --   attribute an event without it.

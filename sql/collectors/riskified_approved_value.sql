@@ -4,7 +4,7 @@
 -- raw_metric: fraud_chargeback(order_id)
 -- restatement_horizon_days: 120
 --
--- DESIGN.md §5. How this file reads the points the definition leaves open:
+-- docs/architecture.md, "Billable metrics". How this file reads the points the definition leaves open:
 -- * An order is (customer_id, order_id); a fraud chargeback belongs to the order with the same
 --   customer_id and order_id. Latest decision = greatest (occurred_at, event_id), event_id compared
 --   byte-wise (COLLATE "C") so the tie-break does not depend on the database's locale.
@@ -19,7 +19,7 @@
 --   that decision does not repeat it, of the order's latest earlier decision that has one. So
 --   `amount` is not a required property (a decline needs none). It is a decimal string (a JSON
 --   number is read exactly too) cast to numeric; a malformed amount fails the run loudly.
--- Restatement horizon 120 days (DESIGN.md §5): card networks accept fraud chargebacks up to 120
+-- Restatement horizon 120 days (docs/architecture.md, "Billable metrics"): card networks accept fraud chargebacks up to 120
 -- days after the transaction.
 WITH approvals AS (
   -- approved decisions that are still their order's latest known decision

@@ -3,7 +3,7 @@
 -- raw_metric: support_event(ticket_id, kind, bot)
 -- restatement_horizon_days: 3
 --
--- DESIGN.md §5. How this file reads the points the definition leaves open:
+-- docs/architecture.md, "Billable metrics". How this file reads the points the definition leaves open:
 -- * A ticket is (customer_id, ticket_id), and only support events with bot = 'zendesk' belong to
 --   it. Every kind counts as an event of the ticket, customer messages included.
 -- * Only events with occurred_at <= :as_of are known. The ticket is judged on all its known
@@ -15,7 +15,7 @@
 --   event moves, so it settles, and is counted, on the later day, and the earlier day loses it
 --   (a restatement); a handoff on reopening makes it never billable. So the value of a period is
 --   a pure function of the events known at :as_of, and counting once holds across periods.
--- Restatement horizon 3 days (DESIGN.md §5): covers support events delivered late by the helpdesk
+-- Restatement horizon 3 days (docs/architecture.md, "Billable metrics"): covers support events delivered late by the helpdesk
 -- integration and reopenings soon after settlement. A ticket reopened later than that still moves
 -- to its new settlement day; the old period keeps it unless that period is re-materialized.
 WITH settling AS (

@@ -1,4 +1,4 @@
-"""Obviously-correct Python models of the billable metrics in DESIGN.md §5.
+"""Obviously-correct Python models of the billable metrics in docs/architecture.md.
 
 Each model reads a whole event history in memory, walks it entity by entity in the most direct
 way, and returns `{(customer_id, window_start): value}` for the half-open period `[start, end)`

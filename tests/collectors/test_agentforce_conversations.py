@@ -1,7 +1,10 @@
-"""agentforce_conversations against hand-computed windows (DESIGN.md §5)."""
+"""agentforce_conversations against hand-computed windows.
+
+The definition: docs/architecture.md, "Billable metrics"."""
 
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from tests.collectors.common import (
@@ -15,6 +18,8 @@ from tests.collectors.common import (
     day,
     load,
 )
+
+pytestmark = pytest.mark.integration
 
 METRIC = "agentforce_conversations"
 ONE = Decimal(1)

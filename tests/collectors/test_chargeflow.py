@@ -1,11 +1,14 @@
 """chargeflow_recovered_amount and chargeflow_prevented_chargebacks against hand-computed
-latest statuses (DESIGN.md §5)."""
+latest statuses (docs/architecture.md, "Billable metrics")."""
 
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from tests.collectors.common import FEBRUARY, JANUARY, History, at, compute, day, load
+
+pytestmark = pytest.mark.integration
 
 RECOVERED = "chargeflow_recovered_amount"
 PREVENTED = "chargeflow_prevented_chargebacks"

@@ -1,10 +1,13 @@
-"""fin_resolutions against hand-computed settlements (DESIGN.md §5)."""
+"""fin_resolutions against hand-computed settlements (docs/architecture.md, "Billable metrics")."""
 
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from tests.collectors.common import FEBRUARY, JANUARY, MICROSECOND, History, at, compute, day, load
+
+pytestmark = pytest.mark.integration
 
 METRIC = "fin_resolutions"
 ONE = Decimal(1)

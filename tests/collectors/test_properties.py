@@ -13,12 +13,15 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.collectors.common import FEBRUARY, JANUARY, compute, load, merge, nonzero, reset
 from tests.collectors.models import MODELS, Event, day
+
+pytestmark = pytest.mark.integration
 
 WHOLE = (JANUARY[0], FEBRUARY[1])
 BASE = dt.datetime(2025, 1, 25, tzinfo=dt.UTC)

@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from tests.collectors.common import History, load
 from usage_billing import collectors, loader
 
+pytestmark = pytest.mark.integration
+
 REQUIRED = {
     "chat_action": ("action", "actor", "conversation_id"),
     "support_event": ("bot", "kind", "ticket_id"),

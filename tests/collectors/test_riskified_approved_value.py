@@ -1,10 +1,15 @@
-"""riskified_approved_value against hand-computed approvals and chargebacks (DESIGN.md §5)."""
+"""riskified_approved_value against hand-computed approvals and chargebacks.
+
+The definition: docs/architecture.md, "Billable metrics"."""
 
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from tests.collectors.common import FEBRUARY, JANUARY, History, at, compute, day, load
+
+pytestmark = pytest.mark.integration
 
 METRIC = "riskified_approved_value"
 

@@ -15,7 +15,9 @@ import sqlalchemy as sa
 
 from tests.collectors.common import compute
 from tests.collectors.models import MODELS, Event
-from usage_billing import collectors, seed
+from usage_billing import collectors, periods, synthetic
+
+pytestmark = pytest.mark.integration
 
 OUTCOME_METRICS = {
     "chat_action",
@@ -29,11 +31,11 @@ HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(hours=24)
 
 
-def _plan(month: str, customers: int, now: dt.datetime, seed_value: int = 7) -> seed.SeedPlan:
-    return dataclasses.replace(seed.plan(month, customers, seed_value), now=now)
+def _plan(month: str, customers: int, now: dt.datetime, seed_value: int = 7) -> synthetic.SeedPlan:
+    return dataclasses.replace(synthetic.plan(month, customers, seed_value), now=now)
 
 
-def _events(plan: seed.SeedPlan) -> list[Event]:
+def _events(plan: synthetic.SeedPlan) -> list[Event]:
     return [
         Event(
             d["event_id"],
@@ -42,7 +44,7 @@ def _events(plan: seed.SeedPlan) -> list[Event]:
             dt.datetime.fromisoformat(d["occurred_at"]),
             d["properties"],
         )
-        for d in seed.documents(plan)
+        for d in synthetic.documents(plan)
         if d["metric"] in OUTCOME_METRICS
     ]
 
@@ -172,12 +174,12 @@ def test_collectors_agree_with_the_models_on_seeded_data(engine: sa.Engine) -> N
     events: list[Event] = []
     for month in ("2025-01", "2025-02"):
         plan = _plan(month, 6, now)
-        result = seed.seed(engine, plan)
+        result = synthetic.seed(engine, plan)
         assert result.quarantined == 0
         events += _events(plan)
     for metric, model in MODELS.items():
         for month in ("2025-01", "2025-02"):
-            period = seed.month_bounds(month)
+            period = periods.month_bounds(month)
             for as_of in (now, now + 120 * DAY):
                 expected = {k: v for k, v in model(events, *period, as_of).items() if v != 0}
                 assert compute(engine, metric, period, as_of) == expected, (metric, month)

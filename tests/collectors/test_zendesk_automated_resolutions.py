@@ -1,10 +1,15 @@
-"""zendesk_automated_resolutions against hand-computed settlements (DESIGN.md §5)."""
+"""zendesk_automated_resolutions against hand-computed settlements.
+
+The definition: docs/architecture.md, "Billable metrics"."""
 
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from tests.collectors.common import FEBRUARY, JANUARY, MICROSECOND, History, at, compute, day, load
+
+pytestmark = pytest.mark.integration
 
 METRIC = "zendesk_automated_resolutions"
 ONE = Decimal(1)

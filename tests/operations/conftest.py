@@ -11,7 +11,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from usage_billing import instance
+from usage_billing.cli import instance
 
 
 class Webhook:

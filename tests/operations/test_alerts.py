@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 import sqlalchemy as sa
 
-from resources import WarehouseResource
-from resources.alerts import AlertsResource
 from tests.helpers import sent
 from tests.operations.conftest import Webhook
 from usage_assets.assets.aggregated_usage import usage_assets
@@ -14,6 +13,9 @@ from usage_assets.assets.usage_events import usage_events
 from usage_assets.checks import invalid_values
 from usage_assets.sensors import build_check_alert_sensor
 from usage_billing import loader
+from usage_billing.resources import AlertsResource, WarehouseResource
+
+pytestmark = pytest.mark.integration
 
 
 def _check_run(database_url: str, instance: dg.DagsterInstance) -> bool:
@@ -58,4 +60,4 @@ def test_failed_check_alerts_once_per_incident(
 
 
 def test_alerts_without_a_webhook_only_log() -> None:
-    assert AlertsResource().notify("title", ["line"]) is False
+    assert AlertsResource().get_client().notify("title", ["line"]) is False

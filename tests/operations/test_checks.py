@@ -11,8 +11,6 @@ import pytest
 import sqlalchemy as sa
 
 from metronome_sandbox.settings import DEV_TOKEN
-from resources import WarehouseResource
-from resources.billing_api import BillingApiResource
 from tests.helpers import sent
 from tests.pipeline import Sandbox, aggregate, run_month
 from usage_assets.assets.aggregated_usage import usage_assets
@@ -26,6 +24,9 @@ from usage_assets.checks import (
 )
 from usage_billing import loader
 from usage_billing.collectors import collectors
+from usage_billing.resources import BillingApiResource, WarehouseResource
+
+pytestmark = pytest.mark.integration
 
 
 def _load(engine: sa.Engine, *lines: str) -> None:

@@ -6,6 +6,8 @@ import pytest
 from tests.helpers import at
 from usage_assets.schedules import current_month_hourly, monthly_close, restatement_sweep
 
+pytestmark = pytest.mark.unit
+
 
 def _evaluate(schedule: dg.ScheduleDefinition, when: str):
     context = dg.build_schedule_context(scheduled_execution_time=at(when))

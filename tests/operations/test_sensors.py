@@ -8,9 +8,6 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from resources import WarehouseResource
-from resources.alerts import AlertsResource
-from resources.billing_api import BillingApiResource
 from tests.helpers import sent
 from tests.operations.conftest import Webhook
 from usage_assets.assets.aggregated_usage import usage_assets
@@ -19,6 +16,9 @@ from usage_assets.assets.usage_events import usage_events
 from usage_assets.definitions import defs
 from usage_assets.sensors import ATTEMPT_TAG, RETRY_OF_TAG, late_raw_data, retry_failed_partitions
 from usage_billing import loader
+from usage_billing.resources import AlertsResource, BillingApiResource, WarehouseResource
+
+pytestmark = pytest.mark.integration
 
 UNREACHABLE = BillingApiResource(base_url="http://127.0.0.1:9", bearer_token="t", max_retries=0)
 

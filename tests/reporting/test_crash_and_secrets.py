@@ -25,6 +25,8 @@ from tests.pipeline import (
 )
 from tests.reporting.test_exactly_once import load_month
 
+pytestmark = pytest.mark.integration
+
 
 def _acknowledged(engine: sa.Engine) -> int:
     return outbox_status(engine).get("acknowledged", 0)

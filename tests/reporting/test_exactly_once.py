@@ -7,7 +7,6 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from resources.billing_api import BillingApiResource
 from tests.helpers import sent
 from tests.pipeline import (
     NOW,
@@ -19,7 +18,10 @@ from tests.pipeline import (
     run_month,
     truth,
 )
-from usage_billing import loader, reporting, seed
+from usage_billing import loader, periods, reporting
+from usage_billing.resources import BillingApiResource
+
+pytestmark = pytest.mark.integration
 
 
 def load_month(engine: sa.Engine, month: str, customers: int, days: int, tag: str = "") -> None:
@@ -142,7 +144,7 @@ def test_rejected_event_goes_to_the_dlq_and_redrive_delivers_it(
     assert len(sandbox.events()) == 25
 
     sandbox.configure(reject_customer_ids=[])  # the cause is fixed
-    results = reporting.redrive(engine, api, NOW, "2025-03")
+    results = reporting.redrive(engine, api.get_client(), NOW, "2025-03")
     assert results["2025-03"].acknowledged == 5
     assert reporting.dead_letters(engine) == []
     assert sandbox.totals() == truth(engine)
@@ -157,13 +159,15 @@ def test_two_concurrent_runs_of_one_partition_send_once(
     aggregate(database_url, "2025-03")
     sandbox.configure(latency_ms=20)  # long enough for the runs to overlap
     api = fast_api(sandbox.url, max_concurrency=1)
-    start, end = seed.month_bounds("2025-03")
+    start, end = periods.month_bounds("2025-03")
     results: list[reporting.ReportStats] = []
     barrier = threading.Barrier(2)
 
     def report() -> None:
         barrier.wait()
-        results.append(reporting.report_partition(engine, api, "2025-03", start, end, NOW))
+        results.append(
+            reporting.report_partition(engine, api.get_client(), "2025-03", start, end, NOW)
+        )
 
     threads = [threading.Thread(target=report) for _ in range(2)]
     for thread in threads:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
-from resources.billing_api import BillingApiResource
 from tests.pipeline import Sandbox, report_metadata, run_month, truth
 from usage_billing import loader
+from usage_billing.resources import BillingApiResource
+
+pytestmark = pytest.mark.integration
 
 METRIC = "riskified_approved_value"
 

@@ -28,6 +28,8 @@ from werkzeug.datastructures import Headers, ImmutableMultiDict
 import metronome_sandbox
 from tests.sandbox.conftest import EVENTS_SENT_ID, NOW, TOKEN, event, stamp
 
+pytestmark = pytest.mark.integration
+
 SPEC_PATH = Path(metronome_sandbox.__file__).parent / "openapi" / "metronome-openapi-usage.yaml"
 SPEC_DOCUMENT = yaml.safe_load(SPEC_PATH.read_text())
 SPEC = OpenAPI.from_dict(SPEC_DOCUMENT)

@@ -14,6 +14,8 @@ import pytest
 from metronome_sandbox import SandboxSettings, jsonutil, running_sandbox
 from tests.sandbox.conftest import NOW, TOKEN, event, stamp, stored, usage_value
 
+pytestmark = pytest.mark.integration
+
 GOOD = event("good-0")
 
 
@@ -284,10 +286,13 @@ def test_events_survive_a_restart(settings: SandboxSettings) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with running_sandbox(settings) as first:
         assert httpx.post(f"{first}/v1/ingest", json=[GOOD], headers=headers).status_code == 200
-    with running_sandbox(settings) as second, httpx.Client(base_url=second) as client:
+    with (
+        running_sandbox(settings) as second,
+        httpx.Client(base_url=second, headers=headers) as client,
+    ):
         assert [e["transaction_id"] for e in stored(client)] == ["good-0"]
         # and the restarted sandbox still remembers the transaction id
-        assert client.post("/v1/ingest", json=[GOOD], headers=headers).status_code == 200
+        assert client.post("/v1/ingest", json=[GOOD]).status_code == 200
         assert len(stored(client)) == 1
 
 

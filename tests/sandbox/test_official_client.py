@@ -12,6 +12,8 @@ import pytest
 from metronome_sandbox import SandboxSettings
 from tests.sandbox.conftest import EVENTS_SENT_ID, NOW, TOKEN, event, stored
 
+pytestmark = pytest.mark.integration
+
 START = dt.datetime(2025, 3, 14, tzinfo=dt.UTC)
 END = dt.datetime(2025, 3, 16, tzinfo=dt.UTC)
 

@@ -15,6 +15,8 @@ import pytest
 from metronome_sandbox import DEV_TOKEN, SandboxSettings, running_sandbox
 from tests.sandbox.conftest import event
 
+pytestmark = pytest.mark.integration
+
 PROJECT_ROOT = Path(__file__).parents[2]
 
 
@@ -38,7 +40,7 @@ def test_cli_serves_with_the_dev_token_and_stops_cleanly(
                 headers=headers,
             )
             assert response.status_code == 200
-            config = httpx.get(f"{base_url}/sandbox/config").json()
+            config = httpx.get(f"{base_url}/sandbox/config", headers=headers).json()
             assert config["rate_limit"] == 500
         finally:
             process.send_signal(stop)

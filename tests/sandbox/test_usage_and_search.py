@@ -12,6 +12,8 @@ from metronome_sandbox import jsonutil
 from metronome_sandbox.metrics import load as load_metrics
 from tests.sandbox.conftest import EVENTS_SENT_ID, event
 
+pytestmark = pytest.mark.integration
+
 FIN_ID = next(m.id for m in load_metrics() if m.name == "fin_resolutions")
 DAY_14 = "2025-03-14T00:00:00Z"
 DAY_15 = "2025-03-15T00:00:00Z"

@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from resources import WarehouseResource
 from usage_assets.assets.raw_metrics import raw_metrics
 from usage_assets.partitions import monthly_partitions
-from usage_billing import clock
+from usage_billing import periods
 from usage_billing.collectors import Collector, collectors, replace_partition
+from usage_billing.resources import WarehouseResource
 
 GROUP = "aggregated_usage"
 
@@ -32,8 +32,8 @@ def build_usage_asset(collector: Collector) -> dg.AssetsDefinition:
     )
     def _usage(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         window = context.partition_time_window
-        as_of = clock.now()
-        with warehouse.begin() as conn:
+        as_of = periods.now()
+        with warehouse.get_engine().begin() as conn:
             summary = replace_partition(conn, collector, window.start, window.end, as_of)
         return dg.MaterializeResult(
             metadata={

@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from resources import WarehouseResource
-from resources.billing_api import BillingApiAuthError, BillingApiResource
 from usage_assets.assets.usage_events import usage_events
 from usage_assets.partitions import monthly_partitions
-from usage_billing import clock, reporting
+from usage_billing import periods, reporting
+from usage_billing.billing_api import BillingApiAuthError
+from usage_billing.resources import BillingApiResource, WarehouseResource
 
 
 def _metadata(stats: reporting.ReportStats) -> dict[str, object]:
@@ -43,12 +43,12 @@ def reported_usage(
     window = context.partition_time_window
     try:
         stats = reporting.report_partition(
-            warehouse.engine,
-            billing_api,
+            warehouse.get_engine(),
+            billing_api.get_client(),
             context.partition_key,
             window.start,
             window.end,
-            clock.now(),
+            periods.now(),
         )
     except BillingApiAuthError as error:
         raise dg.Failure(description=str(error), allow_retries=False) from None

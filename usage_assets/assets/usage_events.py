@@ -1,17 +1,11 @@
-"""Aggregated usage turned into billing-API-shaped events (DESIGN.md §6)."""
+"""Aggregated usage turned into billing-API-shaped events."""
 
 import dagster as dg
-import sqlalchemy as sa
 
-import sql
-from resources import WarehouseResource
 from usage_assets.assets.aggregated_usage import usage_assets
 from usage_assets.partitions import monthly_partitions
-
-
-def _period(context: dg.AssetExecutionContext) -> dict[str, object]:
-    window = context.partition_time_window
-    return {"period_start": window.start, "period_end": window.end}
+from usage_billing import usage_events as events
+from usage_billing.resources import WarehouseResource
 
 
 @dg.asset(
@@ -25,26 +19,21 @@ def _period(context: dg.AssetExecutionContext) -> dict[str, object]:
     deps=usage_assets,
     kinds={"postgres", "sql"},
 )
-def usage_events(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
-    params = _period(context)
-    with warehouse.begin() as conn:
-        conn.execute(sa.text(sql.read("usage_events_delete.sql")), params)
-        conn.execute(sa.text(sql.read("usage_events_insert.sql")), params)
-        summary = conn.execute(sa.text(sql.read("usage_events_summary.sql")), params).all()
-        sample = conn.execute(sa.text(sql.read("usage_events_sample.sql")), params).one_or_none()
+def usage_events(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    window = context.partition_time_window
+    with warehouse.get_engine().begin() as conn:
+        summary = events.replace_partition(conn, window.start, window.end)
     metadata: dict[str, object] = {
-        "events": sum(row.events for row in summary),
+        "events": summary.events,
         "per_metric": dg.MetadataValue.json(
-            {row.event_type: {"events": row.events, "total": str(row.total)} for row in summary}
+            {
+                event_type: {"events": count, "total": str(total)}
+                for event_type, (count, total) in summary.per_type.items()
+            }
         ),
     }
-    if sample:
-        metadata["sample_event"] = dg.MetadataValue.json(
-            {
-                "customer_id": sample.customer_id,
-                "event_type": sample.event_type,
-                "timestamp": sample.window_start.isoformat(),
-                "properties": sample.properties,
-            }
-        )
+    if summary.sample:
+        metadata["sample_event"] = dg.MetadataValue.json(summary.sample)
     return dg.MaterializeResult(metadata=metadata)

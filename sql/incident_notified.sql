@@ -1,1 +1,0 @@
-UPDATE alert_incidents SET notified_at = now() WHERE incident_key = :incident_key

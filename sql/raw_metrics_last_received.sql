@@ -1,1 +1,0 @@
-SELECT coalesce(max(received_at), now()) FROM raw_metrics

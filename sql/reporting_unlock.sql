@@ -1,1 +1,0 @@
-SELECT pg_advisory_unlock(hashtextextended('reported_usage:' || :partition_key, 0))
