@@ -2,8 +2,8 @@
 
 The sandbox is a program of its own (`python -m metronome_sandbox`, like stripe-mock): the
 pipeline runs it and never imports it. Started here it runs in the background, outlives the
-command (Dagster's run workers share it), stores its events in the pipeline's database, and logs
-to `.usage_billing/sandbox.log`.
+command (Dagster's run workers share it), stores its events in the pipeline's database, logs to
+`.usage_billing/sandbox.log` and leaves its process id in `.usage_billing/sandbox.pid`.
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def ensure_running(base_url: str, token: str) -> None:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # outlives this command, like the embedded database
             )
+        (db.home() / "sandbox.pid").write_text(f"{process.pid}\n")
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while not healthy(base_url, token):
             if process.poll() is not None or time.monotonic() > deadline:
