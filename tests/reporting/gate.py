@@ -30,7 +30,7 @@ class Gate:
     def __init__(self, upstream: str) -> None:
         self.upstream = httpx.Client(base_url=upstream, timeout=30)
         self.hold: Callable[[Batch], bool] = lambda batch: False
-        self.requests = 0  # ingest requests received
+        self.requests = 0  # ingest requests received, answered or not
         self.held = 0  # accepted batches whose answer is being withheld
         self.accepted = Counter[str]()  # transaction id -> batches accepted that carried it
         self.url = ""
@@ -49,6 +49,11 @@ class Gate:
             self.hold = lambda batch: False
         self._released.set()
 
+    def redirect(self, upstream: str) -> None:
+        """Forward to another server from now on (an API that comes back elsewhere)."""
+        previous, self.upstream = self.upstream, httpx.Client(base_url=upstream, timeout=30)
+        previous.close()
+
     def resent(self) -> int:
         """Transaction ids the sandbox accepted more than once (and de-duplicated)."""
         return sum(count - 1 for count in self.accepted.values())
@@ -56,28 +61,34 @@ class Gate:
     def _forward(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("content-length") or 0)
         body = handler.rfile.read(length)
+        method, path = handler.command, handler.path
+        ingest = method == "POST" and path.startswith("/v1/ingest")
+        if ingest:
+            with self._changed:
+                self.requests += 1
+                self._changed.notify_all()
         headers = {
             name: value
             for name, value in handler.headers.items()
             if name.lower() in ("authorization", "content-type", "content-encoding")
         }
-        method, path = handler.command, handler.path
-        response = self.upstream.request(method, path, content=body, headers=headers)
-        if method == "POST" and path.startswith("/v1/ingest"):
-            self._settle(handler, body, response)
+        try:
+            response = self.upstream.request(method, path, content=body, headers=headers)
+        except httpx.TransportError:
+            handler.close_connection = True  # upstream unreachable: so is the gate
+            return
+        if ingest and response.status_code == 200:
+            self._settle(handler, body)
         _answer(handler, response)
 
-    def _settle(
-        self, handler: BaseHTTPRequestHandler, body: bytes, response: httpx.Response
-    ) -> None:
+    def _settle(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        """Note an accepted batch; hold its answer back if `hold` says so."""
         if handler.headers.get("content-encoding") == "gzip":
             body = gzip.decompress(body)
         batch: Batch = json.loads(body)
         with self._changed:
-            self.requests += 1
-            holding = response.status_code == 200 and self.hold(batch)
-            if response.status_code == 200:
-                self.accepted.update(event["transaction_id"] for event in batch)
+            self.accepted.update(event["transaction_id"] for event in batch)
+            holding = self.hold(batch)
             self.held += holding
             self._changed.notify_all()
         if holding:
