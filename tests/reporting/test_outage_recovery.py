@@ -7,15 +7,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from tests.pipeline import (
-    NOW,
-    Sandbox,
-    fast_api,
-    outbox_status,
-    report_metadata,
-    run_month,
-    truth,
-)
+from tests.pipeline import NOW, Sandbox, fast_api, outbox_status, report_metadata, run_month, truth
 from tests.reporting.gate import running_gate
 from tests.reporting.test_exactly_once import load_month
 from usage_billing import reporting
