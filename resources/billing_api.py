@@ -39,6 +39,16 @@ class BillingApiResource(dg.ConfigurableResource):
         default=None, description="Client-side rate limit in events per second (None: none)."
     )
     gzip_bodies: bool = Field(default=False, description="Send ingest bodies gzip-compressed.")
+    circuit_breaker_threshold: int = Field(
+        default=10,
+        ge=1,
+        description="Consecutive requests that find the API unavailable (no answer, 408, 5xx) "
+        "after which a run stops sending: the batch that was retrying goes to the dead-letter "
+        "queue as retryable, batches not yet tried stay pending in the outbox, the run fails, and "
+        "the next run (or the redrive) sends both with the same transaction ids. Bounds what an "
+        "outage costs: at most this many requests plus the batches in flight, instead of a full "
+        "retry sequence per batch.",
+    )
 
     def get_client(self) -> BillingApiClient:
         """The plain client with this configuration (starting the local sandbox if asked)."""

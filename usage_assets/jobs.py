@@ -13,7 +13,10 @@ usage_billing_job = dg.define_asset_job(
 )
 
 
-@dg.op(description="Re-send retryable dead letters with their original transaction ids.")
+@dg.op(
+    description="Re-send retryable dead letters, and events left pending, with their original "
+    "transaction ids; fails when any of them is still undelivered."
+)
 def redrive_dead_letters(
     context: dg.OpExecutionContext,
     warehouse: WarehouseResource,
@@ -25,7 +28,18 @@ def redrive_dead_letters(
     for month, stats in results.items():
         context.log.info(
             f"{month}: resent {stats.sent}, acknowledged {stats.acknowledged}, "
-            f"dead again {stats.dead_lettered}"
+            f"dead again {stats.dead_lettered}, not sent {stats.not_sent}"
+        )
+    failed = {
+        month: stats for month, stats in results.items() if stats.dead_lettered or stats.not_sent
+    }
+    if failed:
+        raise dg.Failure(
+            description="; ".join(
+                f"{month}: {stats.dead_lettered} dead again, {stats.not_sent} not sent"
+                + (f" ({stats.circuit_breaker})" if stats.circuit_breaker else "")
+                for month, stats in failed.items()
+            )
         )
 
 

@@ -4,7 +4,9 @@ At least as careful as the official SDK: retries 408/409/429/5xx, timeouts and c
 with exponential backoff and jitter, honours `retry-after-ms` / `Retry-After` and `x-should-retry`,
 never retries other 4xx. 401/403 stop the send (a configuration error). Batches of at most 100,
 bounded concurrency, a client-side rate limit; a batch rejected with a 4xx is bisected so only the
-offending events fail. The token is only ever a request header.
+offending events fail. A circuit breaker stops a send once the API has failed to answer
+`circuit_breaker_threshold` requests in a row, so an outage costs a bounded number of requests
+rather than a full retry sequence per batch. The token is only ever a request header.
 """
 
 from __future__ import annotations
@@ -36,6 +38,12 @@ def is_retryable(status: int | None) -> bool:
     return status is None or status in RETRYABLE_STATUS or status >= 500
 
 
+def is_unavailable(status: int | None) -> bool:
+    """Whether a failure says the API is not there: no answer, a timeout (408) or a 5xx. A 429 or
+    another 4xx is an answer from a live API, and does not count towards the circuit breaker."""
+    return status is None or status == 408 or status >= 500
+
+
 class BillingApiAuthError(RuntimeError):
     """401/403: the token is missing, wrong or lacks rights. Never retried; stops the run."""
 
@@ -58,9 +66,18 @@ class BillingApiError(Exception):
         self.attempts = 1
 
 
+class CircuitOpenError(BillingApiError):
+    """The circuit breaker was open before this batch's first request: it was never sent."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(None, reason)
+        self.attempts = 0
+
+
 @dataclass(frozen=True)
 class BatchOutcome:
-    """What became of one batch: accepted, or permanently failed with the API's answer."""
+    """What became of one batch: accepted, permanently failed with the API's answer, or not sent
+    at all because the circuit breaker had opened (`error` is then a CircuitOpenError)."""
 
     events: Sequence[dict[str, Any]]
     error: BillingApiError | None = None
@@ -69,6 +86,48 @@ class BatchOutcome:
     @property
     def accepted(self) -> bool:
         return self.error is None
+
+    @property
+    def not_sent(self) -> bool:
+        return isinstance(self.error, CircuitOpenError)
+
+
+class CircuitBreaker:
+    """Shared by the threads of one send. Opens after `threshold` consecutive requests that found
+    the API unavailable (any other answer resets the count) and stays open for the rest of the
+    send: no request starts once it is open, and backoff sleeps end at once. The next send (the
+    next run) starts closed, so a recovered API is found again."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.reason = ""
+        self._failures = 0
+        self._lock = threading.Lock()
+        self._opened = threading.Event()
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened.is_set()
+
+    def record(self, error: BillingApiError | None) -> None:
+        """Count one request's outcome: None for an answer the API gave, or its error."""
+        with self._lock:
+            if self.is_open:
+                return
+            if error is None or not is_unavailable(error.status):
+                self._failures = 0
+                return
+            self._failures += 1
+            if self._failures >= self.threshold:
+                self.reason = (
+                    f"circuit breaker open: {self._failures} requests in a row found the billing "
+                    f"API unavailable (last: {error})"
+                )
+                self._opened.set()
+
+    def sleep(self, seconds: float) -> None:
+        """Backoff that ends early when the breaker opens (nothing follows it then)."""
+        self._opened.wait(seconds)
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -130,6 +189,7 @@ class BillingApiClient:
     max_concurrency: int = 4
     max_events_per_second: float | None = None
     gzip_bodies: bool = False
+    circuit_breaker_threshold: int = 10
 
     def _client(self) -> httpx.Client:
         return httpx.Client(
@@ -172,49 +232,68 @@ class BillingApiClient:
         )
         return backoff * (1 - 0.25 * random.random())
 
-    def post_batch(self, client: httpx.Client, events: Sequence[dict[str, Any]]) -> int:
-        """POST one batch, retrying what is retryable; returns the attempts it took. Raises
-        BillingApiError (with `.attempts`) when it gives up."""
+    def post_batch(self, send: _Send, events: Sequence[dict[str, Any]]) -> int:
+        """POST one batch, retrying what is retryable while the circuit breaker is closed; returns
+        the requests it took. Raises BillingApiError (with `.attempts`, the requests made) when it
+        gives up: retries exhausted, a non-retryable answer, or the breaker opened meanwhile; a
+        CircuitOpenError when the breaker was open before its first request."""
+        requests = 0
+        last_error: BillingApiError | None = None
+
+        def attempt() -> None:
+            nonlocal requests, last_error
+            if send.breaker.is_open:  # opened during our backoff: give up with what we know
+                raise last_error or CircuitOpenError(send.breaker.reason)
+            send.limiter.acquire(len(events))
+            requests += 1
+            try:
+                self._post_once(send.client, events)
+            except BillingApiError as error:
+                send.breaker.record(error)
+                last_error = error
+                raise
+            send.breaker.record(None)
+
+        def worth_retrying(error: BaseException) -> bool:
+            retryable = isinstance(error, BillingApiError) and error.retryable
+            return retryable and not send.breaker.is_open
+
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception(
-                lambda e: isinstance(e, BillingApiError) and e.retryable
-            ),
+            retry=tenacity.retry_if_exception(worth_retrying),
             wait=self._wait,
             stop=tenacity.stop_after_attempt(self.max_retries + 1),
+            sleep=send.breaker.sleep,
             reraise=True,
         )
         try:
-            retrying(self._post_once, client, events)
+            retrying(attempt)
         except BillingApiError as error:
-            error.attempts = retrying.statistics.get("attempt_number", 1)
+            error.attempts = requests
             raise
-        return retrying.statistics.get("attempt_number", 1)
+        return requests
 
-    def _deliver(
-        self, client: httpx.Client, limiter: RateLimiter, events: Sequence[dict[str, Any]]
-    ) -> list[BatchOutcome]:
+    def _deliver(self, send: _Send, events: Sequence[dict[str, Any]]) -> list[BatchOutcome]:
         """Send a batch; on a permanent 4xx, split it so only the offending events fail."""
-        limiter.acquire(len(events))
         try:
-            return [BatchOutcome(events, attempts=self.post_batch(client, events))]
+            return [BatchOutcome(events, attempts=self.post_batch(send, events))]
+        except CircuitOpenError as error:
+            return [BatchOutcome(events, error, attempts=0)]
         except BillingApiError as error:
             if error.retryable or len(events) == 1:
                 return [BatchOutcome(events, error, error.attempts)]
             half = len(events) // 2
-            return self._deliver(client, limiter, events[:half]) + self._deliver(
-                client, limiter, events[half:]
-            )
+            return self._deliver(send, events[:half]) + self._deliver(send, events[half:])
 
     def send(
         self, events: Iterable[dict[str, Any]], on_outcome: Callable[[BatchOutcome], None]
-    ) -> None:
+    ) -> CircuitBreaker:
         """Send events in batches of at most 100, `max_concurrency` at a time; `on_outcome` is
-        called in this thread for every batch as it settles. Stops at the first auth error."""
-        limiter = RateLimiter(self.max_events_per_second)
+        called in this thread for every batch as it settles. Stops at the first auth error.
+        Returns the send's circuit breaker: when it opened, later batches were not sent."""
+        breaker = CircuitBreaker(self.circuit_breaker_threshold)
         with self._client() as client, ThreadPoolExecutor(self.max_concurrency) as pool:
-            pending = [
-                pool.submit(self._deliver, client, limiter, batch) for batch in _batches(events)
-            ]
+            send = _Send(client, RateLimiter(self.max_events_per_second), breaker)
+            pending = [pool.submit(self._deliver, send, batch) for batch in _batches(events)]
             try:
                 for future in pending:
                     for outcome in future.result():
@@ -223,6 +302,7 @@ class BillingApiClient:
                 for future in pending:
                     future.cancel()
                 raise
+        return breaker
 
     def usage(
         self,
@@ -268,6 +348,15 @@ class BillingApiClient:
                 return client.post("/v1/usage", json=body, params={"limit": 1}).is_success
         except httpx.HTTPError:
             return False
+
+
+@dataclass(frozen=True)
+class _Send:
+    """What the sending threads of one `send` share."""
+
+    client: httpx.Client
+    limiter: RateLimiter
+    breaker: CircuitBreaker
 
 
 def connect(settings: config.BillingApiSettings, **policy: Any) -> BillingApiClient:

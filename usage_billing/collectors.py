@@ -20,7 +20,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 
-from usage_billing import sql
+from usage_billing import db, sql
 
 COLLECTOR_WORK_MEM = "256MB"
 # Replace a partition: first drop the metric's rows whose window starts inside the period...
@@ -164,8 +164,13 @@ def replace_partition(
     end: dt.datetime,
     as_of: dt.datetime,
 ) -> PartitionSummary:
-    """Delete the period's aggregated usage for this metric and recompute it, in one transaction."""
+    """Delete the period's aggregated usage for this metric and recompute it, in one transaction.
+    Two runs of one month (a UI backfill beside a schedule: in-process runs bypass Dagster's run
+    queue) take turns on an advisory lock; without it the second's INSERT would collide with the
+    first's uncommitted rows and fail with a unique violation. The second recomputes after the
+    first commits, so the rows are whole either way."""
     params = _params(collector, start, end, as_of)
+    db.lock_for_transaction(conn, f"aggregated_usage:{collector.billable_metric}:{start:%Y-%m-%d}")
     # Aggregations hash a month of groups; the default 4 MB would spill them to disk.
     conn.exec_driver_sql(f"SET LOCAL work_mem = '{COLLECTOR_WORK_MEM}'")
     conn.execute(_DELETE, params)

@@ -112,6 +112,15 @@ def check_connection(engine: sa.Engine) -> None:
         ) from error
 
 
+_TRANSACTION_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))")
+
+
+def lock_for_transaction(conn: sa.Connection, name: str) -> None:
+    """Wait for the advisory lock called `name` and hold it until the transaction ends, so
+    transactions that replace the same rows take turns instead of colliding."""
+    conn.execute(_TRANSACTION_LOCK, {"name": name})
+
+
 SCHEMA_LOCK_ID = 7_400_001
 
 

@@ -25,22 +25,64 @@ CORRECTION_REASON = "late data for a window older than the billing API's 34-day 
 
 @dataclass
 class DeliveryStats:
+    """What one send did: events handed to the client, and what became of them."""
+
     sent: int = 0
     retried_requests: int = 0
     acknowledged: int = 0
     dead_lettered: int = 0
+    not_sent: int = 0  # left pending: the circuit breaker opened before their first request
     corrections: int = 0
+    circuit_breaker: str = ""  # why the breaker opened, when it did
     errors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Undelivered:
+    """What of a partition the billing API has not acknowledged, after a run."""
+
+    pending: int = 0
+    dead_retryable: int = 0
+    dead_permanent: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)  # dead letters by status and message
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.dead_retryable + self.dead_permanent
 
 
 @dataclass
 class ReportStats(DeliveryStats):
+    """A reporting run of one partition: requeue, plan, send, then what is still undelivered."""
+
     compared: int = 0
     planned: int = 0
+    requeued: int = 0
+    undelivered: Undelivered = field(default_factory=Undelivered)
 
     @property
     def skipped_unchanged(self) -> int:
         return self.compared - self.planned
+
+    def failure(self, partition_key: str) -> str | None:
+        """Why the run must fail (the partition is not delivered), or None when it is."""
+        left = self.undelivered
+        if not left.total:
+            return None
+        lines = [
+            f"partition {partition_key} is not delivered: {left.total} events unacknowledged "
+            f"({left.pending} pending, {left.dead_retryable} dead letters that may succeed later, "
+            f"{left.dead_permanent} permanent dead letters)"
+        ]
+        if self.circuit_breaker:
+            lines.append(f"{self.not_sent} events not sent: {self.circuit_breaker}")
+        lines += [f"{count} dead letters: {reason}" for reason, count in left.reasons.items()]
+        lines.append(
+            "The next run resends pending and retryable events with the same transaction ids; "
+            "permanent dead letters need their cause fixed, then `usage-billing dlq redrive` "
+            "(`usage-billing dlq list` shows them)."
+        )
+        return "\n".join(lines)
 
 
 def decimal_text(value: Decimal) -> str:
@@ -83,16 +125,17 @@ FROM usage_outbox
 WHERE partition_key = :partition_key AND status = 'pending'
 ORDER BY window_start, event_type, customer_id, transaction_id
 """)
-# Partitions with unresolved dead letters (all, or one month), retryable ones only if asked.
-_DEAD_PARTITIONS = sa.text("""
+# Partitions with something to redrive (all, or one month): pending events, and dead letters
+# (retryable ones only if asked).
+_REDRIVABLE_PARTITIONS = sa.text("""
 SELECT DISTINCT o.partition_key
-FROM usage_outbox AS o JOIN dead_letters AS d USING (transaction_id)
-WHERE o.status = 'dead'
+FROM usage_outbox AS o LEFT JOIN dead_letters AS d USING (transaction_id)
+WHERE o.status IN ('pending', 'dead')
   AND (CAST(:partition_key AS text) IS NULL OR o.partition_key = :partition_key)
-  AND (d.retryable OR NOT :retryable_only)
+  AND (o.status = 'pending' OR d.retryable OR NOT :retryable_only)
 ORDER BY o.partition_key
 """)
-# Redrive: dead events of a partition go back to pending, with the same transaction ids.
+# Redrive and every run: dead events of a partition go back to pending, same transaction ids.
 _REQUEUE = sa.text("""
 UPDATE usage_outbox AS o SET status = 'pending'
 FROM dead_letters AS d
@@ -100,6 +143,24 @@ WHERE d.transaction_id = o.transaction_id
   AND o.status = 'dead'
   AND o.partition_key = :partition_key
   AND (d.retryable OR NOT :retryable_only)
+""")
+# What of a partition is not acknowledged, and the dead letters' reasons (most frequent first).
+_UNDELIVERED = sa.text("""
+SELECT count(*) FILTER (WHERE o.status = 'pending') AS pending,
+       count(*) FILTER (WHERE o.status = 'dead' AND d.retryable) AS dead_retryable,
+       count(*) FILTER (WHERE o.status = 'dead' AND NOT coalesce(d.retryable, false))
+         AS dead_permanent
+FROM usage_outbox AS o LEFT JOIN dead_letters AS d USING (transaction_id)
+WHERE o.partition_key = :partition_key AND o.status <> 'acknowledged'
+""")
+_DEAD_REASONS = sa.text("""
+SELECT coalesce(d.status_code::text, 'no response') || ': ' || left(d.message, 200) AS reason,
+       count(*) AS events
+FROM usage_outbox AS o JOIN dead_letters AS d USING (transaction_id)
+WHERE o.partition_key = :partition_key AND o.status = 'dead'
+GROUP BY 1
+ORDER BY 2 DESC, 1
+LIMIT 5
 """)
 # Unresolved dead letters with what they carry and why they failed.
 _DEAD_LETTERS = sa.text("""
@@ -152,7 +213,10 @@ class _Recorder:
 
     def __call__(self, outcome: BatchOutcome) -> None:
         ids = [event["transaction_id"] for event in outcome.events]
-        self.stats.retried_requests += outcome.attempts - 1
+        self.stats.retried_requests += max(outcome.attempts - 1, 0)
+        if outcome.not_sent:  # never tried: it stays pending for the next run
+            self.stats.not_sent += len(ids)
+            return
         if outcome.accepted:
             self.acknowledged.extend(ids)
             if len(self.acknowledged) >= ACK_FLUSH_EVENTS:
@@ -193,10 +257,29 @@ def deliver_pending(
     stats.corrections = sum("corrects_window" in e["properties"] for e in events)
     recorder = _Recorder(engine, stats)
     try:
-        api.send(events, recorder)
+        breaker = api.send(events, recorder)
     finally:
         recorder.flush()  # what was accepted before an auth error or a crash of the send loop
+    stats.circuit_breaker = breaker.reason
     return stats
+
+
+def requeue(engine: sa.Engine, partition_key: str, retryable_only: bool) -> int:
+    """Put the partition's dead letters (retryable ones only, if asked) back in the outbox as
+    pending, with their transaction ids; returns how many."""
+    with engine.begin() as conn:
+        params = {"partition_key": partition_key, "retryable_only": retryable_only}
+        return conn.execute(_REQUEUE, params).rowcount
+
+
+def undelivered(engine: sa.Engine, partition_key: str) -> Undelivered:
+    """What of the partition the billing API has not acknowledged, and why."""
+    params = {"partition_key": partition_key}
+    with engine.connect() as conn:
+        counts = conn.execute(_UNDELIVERED, params).one()
+        dead = counts.dead_retryable + counts.dead_permanent
+        reasons = dict(conn.execute(_DEAD_REASONS, params).tuples().all()) if dead else {}
+    return Undelivered(counts.pending, counts.dead_retryable, counts.dead_permanent, reasons)
 
 
 def report_partition(
@@ -207,11 +290,21 @@ def report_partition(
     end: dt.datetime,
     now: dt.datetime,
 ) -> ReportStats:
-    """Plan the partition's deltas, then deliver everything pending, under the partition lock."""
+    """Under the partition lock: requeue the dead letters that died of unavailability, plan the
+    partition's deltas, deliver everything pending, and say what is still undelivered (a run that
+    leaves anything undelivered must fail: `ReportStats.failure`)."""
     with partition_lock(engine, partition_key):
+        requeued = requeue(engine, partition_key, retryable_only=True)
         planned = plan(engine, partition_key, start, end)
         delivered = deliver_pending(engine, api, partition_key, now)
-    return ReportStats(**vars(delivered), compared=planned.compared, planned=planned.planned)
+        left = undelivered(engine, partition_key)
+    return ReportStats(
+        **vars(delivered),
+        compared=planned.compared,
+        planned=planned.planned,
+        requeued=requeued,
+        undelivered=left,
+    )
 
 
 def redrive(
@@ -222,15 +315,15 @@ def redrive(
     retryable_only: bool = False,
 ) -> dict[str, DeliveryStats]:
     """Re-send dead letters (all, or one month's; with `retryable_only`, only those that died of
-    unavailability) with their original transaction ids."""
+    unavailability) with their original transaction ids, and the events still pending in their
+    partitions (left by a run whose circuit breaker opened, or that crashed)."""
     params = {"partition_key": partition_key, "retryable_only": retryable_only}
     with engine.connect() as conn:
-        partitions = list(conn.execute(_DEAD_PARTITIONS, params).scalars())
+        partitions = list(conn.execute(_REDRIVABLE_PARTITIONS, params).scalars())
     results = {}
     for key in partitions:
         with partition_lock(engine, key):
-            with engine.begin() as conn:
-                conn.execute(_REQUEUE, {"partition_key": key, "retryable_only": retryable_only})
+            requeue(engine, key, retryable_only)
             results[key] = deliver_pending(engine, api, key, now)
     return results
 

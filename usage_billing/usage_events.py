@@ -10,6 +10,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from usage_billing import db
+
 _DELETE = sa.text(
     "DELETE FROM usage_events WHERE window_start >= :period_start AND window_start < :period_end"
 )
@@ -50,8 +52,10 @@ class EventsSummary:
 
 
 def replace_partition(conn: sa.Connection, start: dt.datetime, end: dt.datetime) -> EventsSummary:
-    """Rebuild the usage events of windows in [start, end) from aggregated usage."""
+    """Rebuild the usage events of windows in [start, end) from aggregated usage. Concurrent
+    rebuilds of one period take turns (see `collectors.replace_partition`)."""
     params = {"period_start": start, "period_end": end}
+    db.lock_for_transaction(conn, f"usage_events:{start:%Y-%m-%d}")
     conn.execute(_DELETE, params)
     conn.execute(_INSERT, params)
     per_type = {row.event_type: (row.events, row.total) for row in conn.execute(_SUMMARY, params)}
