@@ -14,7 +14,7 @@ from usage_assets.assets.aggregated_usage import usage_assets
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
 from usage_assets.definitions import defs
-from usage_assets.sensors import ATTEMPT_TAG, RETRY_OF_TAG, late_raw_data, retry_failed_partitions
+from usage_assets.sensors import ATTEMPT_TAG, RETRY_OF_TAG, retry_failed_partitions
 from usage_billing import loader
 from usage_billing.resources import AlertsResource, BillingApiResource, WarehouseResource
 
@@ -127,31 +127,6 @@ def test_no_retry_once_the_partition_succeeded_later(
         resources={"warehouse": WarehouseResource(database_url=database_url)},
     )
     assert _evaluate(dagster_instance, database_url, webhook, minutes_later=60) == []
-
-
-def test_late_data_requests_only_reported_months(engine: sa.Engine, database_url: str) -> None:
-    context = dg.build_sensor_context(
-        resources={"warehouse": WarehouseResource(database_url=database_url)}
-    )
-    first = list(late_raw_data(context))
-    assert isinstance(first[0], dg.SkipReason)  # starts watching from now
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO usage_outbox (transaction_id, partition_key, event_type, customer_id,"
-                " window_start, revision, delta) VALUES ('t1', '2025-02', 'events_sent', 'c',"
-                " '2025-02-03', 1, 1)"
-            )
-        )
-    late = [
-        sent("late-feb", "2025-02-10T00:00:00+00:00", 1),  # reported month: re-run it
-        sent("late-mar", "2025-03-10T00:00:00+00:00", 1),  # never reported: schedules cover it
-    ]
-    loader.load_lines(engine, late, source="late")
-    requests = list(late_raw_data(context))
-    assert [r.partition_key for r in requests] == ["2025-02"]
-    assert requests[0].tags["usage_billing/late_rows"] == "1"
-    assert list(late_raw_data(context)) == []  # the cursor moved on
 
 
 def test_one_retry_sequence_per_partition_however_many_runs_failed(
