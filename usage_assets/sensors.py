@@ -18,6 +18,7 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
+from usage_assets import runs
 from usage_assets.jobs import dlq_redrive_job, usage_billing_job
 from usage_assets.partitions import monthly_partitions
 from usage_billing import periods
@@ -93,12 +94,12 @@ def plan_retries(
     plan = RetryPlan()
     handled: set[str] = set()
     for run in failed:
-        if run.dagster_retries:
-            continue
         for partition in run.partitions:
             if partition in handled:
                 continue
             handled.add(partition)
+            if run.dagster_retries:
+                continue  # Dagster's own run retries have it: no second sequence from us
             others = partitions.get(partition, PartitionRuns())
             succeeded_later = (
                 others.last_success_created is not None
@@ -191,12 +192,15 @@ def _partition_runs(instance: dg.DagsterInstance, partition: str) -> PartitionRu
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=f"Re-runs the partition of a failed usage or reporting run (UI backfills included, "
     f"which run as Dagster's asset job) up to {MAX_ATTEMPTS} times with backoff, skipping runs "
-    "Dagster retries itself; then alerts.",
+    "Dagster retries itself; then alerts. First marks failed the runs whose `usage-billing "
+    "materialize` process was killed, so they stop counting as in flight.",
 )
 def retry_failed_partitions(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource, alerts: AlertsResource
 ) -> Iterator[dg.RunRequest | dg.SkipReason]:
     now = periods.now()
+    for orphan in runs.fail_orphaned_runs(context.instance):
+        context.log.warning(f"run {orphan.run_id}: its process was killed; marked failed")
     failed = _failed_runs(context, now)
     partitions = {p for run in failed if not run.dagster_retries for p in run.partitions}
     history = {p: _partition_runs(context.instance, p) for p in partitions}
