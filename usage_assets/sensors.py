@@ -254,9 +254,10 @@ def redrive_when_healthy(
 # not visible in that snapshot (it committed since, whenever it began); transactions older than the
 # snapshot's xmin are visible in it, so the index range starts there.
 _SNAPSHOT = sa.text("SELECT pg_current_snapshot()::text")
+# (max() takes xid8 only from PostgreSQL 15 on; through bigint it works from 13.)
 _ARRIVALS = """
 SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
-       count(*) AS rows, max(loaded_xid)::text AS last_xid
+       count(*) AS rows, max(loaded_xid::text::bigint)::text AS last_xid
 FROM raw_metrics
 WHERE {committed_since}
 GROUP BY 1
