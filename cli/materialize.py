@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from usage_assets import runs
 from usage_billing.cli import instance
 from usage_billing.cli.common import UsageError
 from usage_billing.periods import MonthError
@@ -19,8 +20,14 @@ class RunOutcome:
 
 
 def materialize(month: str, select: str | None = None, log_level: str = "INFO") -> RunOutcome:
-    """Execute the selected assets (all by default) for partition `month` under the asset job."""
+    """Execute the selected assets (all by default) for partition `month` under the asset job.
+
+    The run is tagged with this process (host, pid, start time); runs of earlier processes on this
+    host that died mid-run are marked failed first, so they stop holding their months."""
     dagster_instance = instance.get_instance()
+    for orphan in runs.fail_orphaned_runs(dagster_instance):
+        partition = orphan.tags.get("dagster/partition", "?")
+        print(f"run {orphan.run_id} for {partition}: marked FAILURE (its process was killed)")
     from usage_assets.definitions import defs  # after prepare(): the resources read the env
 
     job = defs.resolve_implicit_global_asset_job_def()
@@ -39,6 +46,7 @@ def materialize(month: str, select: str | None = None, log_level: str = "INFO") 
         partition_key=month,
         asset_selection=keys,
         raise_on_error=False,
+        tags=runs.process_tags(),
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
     failed = tuple(

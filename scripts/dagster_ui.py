@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,9 @@ from dagster_graphql.client.query import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The `dagster` console script installed beside this interpreter (else the same entry point).
+_SCRIPT = Path(sys.executable).with_name("dagster")
+DAGSTER = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "dagster"]
 
 POLL_SECONDS = 1.0
 STOP_GRACE_SECONDS = 30.0
@@ -100,6 +103,22 @@ query RunStatus($runId: ID!) {
     __typename
     ... on Run { status }
     ... on RunNotFoundError { message }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+SENSORS_QUERY = """
+query Sensors($repositorySelector: RepositorySelector!) {
+  sensorsOrError(repositorySelector: $repositorySelector) {
+    __typename
+    ... on Sensors {
+      results {
+        name
+        sensorState { status ticks(limit: 5) { status skipReason error { message } } }
+      }
+    }
     ... on PythonError { message }
   }
 }
@@ -221,22 +240,62 @@ class DagsterUi:
             raise self.fail(f"backfill not launched: {result.get('message', result)}")
         return result["backfillId"]
 
-    def launch_asset_check(self, asset_path: Sequence[str], check_name: str) -> str:
-        """Execute one asset check alone, as the "Execute" button of the asset's Checks tab."""
+    def repository_selector(self) -> dict[str, str]:
+        """The code location's one repository, as GraphQL selectors name it."""
         repository = self.graphql(REPOSITORIES_QUERY)["repositoriesOrError"]["nodes"][0]
-        selector = {
+        return {
             "repositoryLocationName": repository["location"]["name"],
             "repositoryName": repository["name"],
-            "pipelineName": ASSET_JOB,
-            "assetSelection": [],
-            "assetCheckSelection": [{"assetKey": {"path": list(asset_path)}, "name": check_name}],
         }
-        params = {"selector": selector, "mode": "default", "executionMetadata": {"tags": []}}
+
+    def _launch(self, selector: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        params = {
+            "selector": {**self.repository_selector(), "pipelineName": ASSET_JOB, **selector},
+            "mode": "default",
+            "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in tags.items()]},
+        }
         data = self.graphql(LAUNCH_PIPELINE_EXECUTION_MUTATION, {"executionParams": params})
         result = data["launchPipelineExecution"]
         if result["__typename"] != "LaunchRunSuccess":
-            raise self.fail(f"check run not launched: {result.get('message', result)}")
+            raise self.fail(f"run not launched: {result.get('message', result)}")
         return result["run"]["runId"]
+
+    def launch_asset_check(self, asset_path: Sequence[str], check_name: str) -> str:
+        """Execute one asset check alone, as the "Execute" button of the asset's Checks tab."""
+        check = {"assetKey": {"path": list(asset_path)}, "name": check_name}
+        return self._launch({"assetSelection": [], "assetCheckSelection": [check]}, {})
+
+    def launch_partition_run(self, partition: str, asset_paths: Sequence[Sequence[str]]) -> str:
+        """Materialize assets for one partition, as "Materialize selected" on a partition does."""
+        assets = [{"path": list(path)} for path in asset_paths]
+        return self._launch({"assetSelection": assets}, {"dagster/partition": partition})
+
+    def sensor_ticks(self) -> dict[str, list[dict[str, Any]]]:
+        """Each sensor's latest ticks (newest first), as the Automation page lists them."""
+        variables = {"repositorySelector": self.repository_selector()}
+        found = self.graphql(SENSORS_QUERY, variables)["sensorsOrError"]
+        if found["__typename"] != "Sensors":
+            raise self.fail(f"sensors: {found.get('message', found)}")
+        return {sensor["name"]: sensor["sensorState"]["ticks"] for sensor in found["results"]}
+
+    def wait_for_sensor_ticks(self, timeout: float) -> dict[str, list[dict[str, Any]]]:
+        """Poll until the daemon has ticked every sensor at least once; a tick that failed is an
+        error with the sensor's message."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ticks = self.sensor_ticks()
+            failures = {
+                name: tick["error"]["message"]
+                for name, sensor_ticks in ticks.items()
+                for tick in sensor_ticks
+                if tick["status"] == "FAILURE"
+            }
+            if failures:
+                raise self.fail(f"sensor ticks failed: {failures}")
+            if ticks and all(ticks.values()):
+                return ticks
+            time.sleep(POLL_SECONDS)
+        raise self.fail(f"not every sensor ticked within {timeout:.0f}s: {self.sensor_ticks()}")
 
     def wait_for_run(self, run_id: str, timeout: float) -> str:
         """Poll a run until it finishes; its final status."""
@@ -291,28 +350,31 @@ def stop_process_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+def dagster_dev(port: int) -> list[str]:
+    """Plain `dagster dev` on the repository's workspace.yaml, as a platform engineer runs it."""
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    return [*DAGSTER, "dev", "-w", workspace, "-h", "127.0.0.1", "-p", str(port)]
+
+
+def usage_billing_ui(port: int) -> list[str]:
+    """`usage-billing ui`: `dagster dev` on the configured database and instance."""
+    return [sys.executable, "-m", "usage_billing.cli", "ui", "--port", str(port)]
+
+
 @contextlib.contextmanager
 def running_dagster_dev(
-    env: Mapping[str, str], log_path: Path, load_timeout: float = 120.0
+    env: Mapping[str, str],
+    log_path: Path,
+    load_timeout: float = 120.0,
+    command: Callable[[int], list[str]] = dagster_dev,
 ) -> Iterator[DagsterUi]:
-    """Start `dagster dev -w workspace.yaml` on a free loopback port in its own process group;
-    yield once the code location is loaded; always stop the whole group afterwards."""
+    """Start `command(port)` (plain `dagster dev -w workspace.yaml` by default) on a free loopback
+    port in its own process group; yield once the code location is loaded; always stop the whole
+    group afterwards."""
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "dev",
-        "-w",
-        str(PROJECT_ROOT / "workspace.yaml"),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            command,
+            command(port),
             cwd=PROJECT_ROOT,
             env=dict(env),
             stdin=subprocess.DEVNULL,

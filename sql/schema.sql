@@ -18,8 +18,25 @@ CREATE INDEX IF NOT EXISTS raw_metrics_metric_occurred_idx
 CREATE STATISTICS IF NOT EXISTS raw_metrics_customer_day_stats (ndistinct)
   ON customer_id, date_bin('1 day', occurred_at, timestamptz '2000-01-01 00:00:00+00')
   FROM raw_metrics;
--- Late-data detection: what arrived since a partition was last reported.
-CREATE INDEX IF NOT EXISTS raw_metrics_received_idx ON raw_metrics (received_at);
+-- Late-data detection (docs/architecture.md, "Late raw metrics"): the transaction that stored each
+-- row. received_at is when that transaction began, so a row committed after a later-started one
+-- falls behind a received_at cursor; "committed since snapshot S" = not visible in S, never skipped.
+-- Rows stored before this column existed get the invalid xid 0 (older than every snapshot, and no
+-- table rewrite); later rows get their transaction's id. The catalog check spares `db init` the
+-- table lock once the column exists.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                 WHERE attrelid = 'raw_metrics'::regclass AND attname = 'loaded_xid'
+                   AND NOT attisdropped) THEN
+    ALTER TABLE raw_metrics
+      ADD COLUMN loaded_xid xid8 NOT NULL DEFAULT '0',
+      ALTER COLUMN loaded_xid SET DEFAULT pg_current_xact_id();
+  END IF;
+END $$;
+CREATE INDEX IF NOT EXISTS raw_metrics_loaded_xid_idx ON raw_metrics (loaded_xid);
+-- Replaced by raw_metrics_loaded_xid_idx: nothing reads received_at by range any more.
+DROP INDEX IF EXISTS raw_metrics_received_idx;
 
 -- Lines the loader could not accept, with the reason; re-tried by `usage-billing load --retry-quarantine`.
 CREATE TABLE IF NOT EXISTS quarantined_metrics (

@@ -1,15 +1,24 @@
 """Sensors: retry failed partitions, redrive the DLQ when the API is healthy, pick up late data,
 and alert once per incident (failed checks, exhausted retries).
 
-All start RUNNING; the daemon (`usage-billing ui` or `dagster dev`) evaluates them.
+Each sensor is a thin wrapper: it gathers what it needs (run records, rows, check results), hands
+it to a plain function that decides (`plan_retries`, `late_data_requests`, `check_incidents`;
+unit-tested without a database), and applies the decision. All start RUNNING; the daemon
+(`usage-billing ui` or `dagster dev`) evaluates them.
 """
 
+from __future__ import annotations
+
 import datetime as dt
-from collections.abc import Iterator, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
 
+from usage_assets import runs
 from usage_assets.jobs import dlq_redrive_job, usage_billing_job
 from usage_assets.partitions import monthly_partitions
 from usage_billing import periods
@@ -22,26 +31,106 @@ FAILED_RUN_LOOKBACK = dt.timedelta(days=2)
 ATTEMPT_TAG = "usage_billing/attempt"
 RETRY_OF_TAG = "usage_billing/retry_of"
 MONITORED_GROUPS = ("aggregated_usage", "reporting")
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
-# Dead letters a redrive may deliver (the client judged them retryable).
-_RETRYABLE_DEAD_LETTERS = sa.text("""
-SELECT count(*) AS letters, max(d.failed_at) AS last_failed
-FROM dead_letters AS d JOIN usage_outbox AS o USING (transaction_id)
-WHERE o.status = 'dead' AND d.resolved_at IS NULL AND d.retryable
-""")
-_LAST_RECEIVED = sa.text("SELECT coalesce(max(received_at), now()) FROM raw_metrics")
-# Raw metrics received after :after, by the month they occurred in (the partition they change).
-_ARRIVALS = sa.text("""
-SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
-       count(*) AS rows, max(received_at) AS last_received
-FROM raw_metrics
-WHERE received_at > :after
-GROUP BY 1
-ORDER BY 1
-""")
-_PARTITION_REPORTED = sa.text(
-    "SELECT EXISTS (SELECT 1 FROM usage_outbox WHERE partition_key = :partition_key)"
-)
+
+# --- Retry failed partitions -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    """What the retry decision needs of a failed run."""
+
+    run_id: str
+    ended_at: dt.datetime
+    partitions: tuple[str, ...]
+    # The monitored assets it selected; empty when it ran the whole job (retry the whole job).
+    selection: tuple[dg.AssetKey, ...] = ()
+    attempt: int = 0  # how many retries preceded it
+    root: str = ""  # the run that started its retry sequence ("" = itself)
+    dagster_retries: bool = False  # Dagster's own run retries will retry it
+
+
+@dataclass(frozen=True)
+class PartitionRuns:
+    """Other runs of a partition: one in flight now, and when the newest successful one began."""
+
+    in_flight: bool = False
+    last_success_created: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Exhausted:
+    """A partition that still fails after the last retry: alert, do not retry."""
+
+    partition: str
+    run_id: str
+    root: str
+    attempts: int
+
+    @property
+    def incident(self) -> str:
+        return f"retries-exhausted:{self.root}:{self.partition}"
+
+
+@dataclass
+class RetryPlan:
+    requests: list[dg.RunRequest] = field(default_factory=list)
+    exhausted: list[Exhausted] = field(default_factory=list)
+
+
+def plan_retries(
+    failed: Sequence[FailedRun], partitions: Mapping[str, PartitionRuns], now: dt.datetime
+) -> RetryPlan:
+    """Which partitions to re-run now. `failed` is newest first: only a partition's newest failure
+    counts (one retry sequence per partition), and none while a run of it is in flight or once
+    one that began after the failure succeeded. Attempt n waits BACKOFF[n] after the failure;
+    after MAX_ATTEMPTS retries the partition is reported exhausted instead."""
+    plan = RetryPlan()
+    handled: set[str] = set()
+    for run in failed:
+        for partition in run.partitions:
+            if partition in handled:
+                continue
+            handled.add(partition)
+            if run.dagster_retries:
+                continue  # Dagster's own run retries have it: no second sequence from us
+            others = partitions.get(partition, PartitionRuns())
+            succeeded_later = (
+                others.last_success_created is not None
+                and others.last_success_created > run.ended_at
+            )
+            if others.in_flight or succeeded_later:
+                continue
+            root = run.root or run.run_id
+            if run.attempt >= MAX_ATTEMPTS:
+                plan.exhausted.append(Exhausted(partition, run.run_id, root, run.attempt))
+            elif now >= run.ended_at + BACKOFF[run.attempt]:
+                plan.requests.append(
+                    dg.RunRequest(
+                        run_key=f"retry-{run.run_id}-{partition}",
+                        partition_key=partition,
+                        asset_selection=list(run.selection) or None,
+                        tags={ATTEMPT_TAG: str(run.attempt + 1), RETRY_OF_TAG: root},
+                    )
+                )
+    return plan
+
+
+def run_partitions(tags: Mapping[str, str], partition_keys: Sequence[str]) -> tuple[str, ...]:
+    """The partitions a run covered: its partition tag, or every month of its range."""
+    if "dagster/partition" in tags:
+        return (tags["dagster/partition"],)
+    first = tags.get("dagster/asset_partition_range_start")
+    last = tags.get("dagster/asset_partition_range_end")
+    if first and last:
+        return tuple(key for key in partition_keys if first <= key <= last)
+    return ()
 
 
 def _monitored_keys(context: dg.SensorEvaluationContext) -> set[dg.AssetKey]:
@@ -53,40 +142,48 @@ def _monitored_keys(context: dg.SensorEvaluationContext) -> set[dg.AssetKey]:
     }
 
 
-def _failed_partitions(run: dg.DagsterRun) -> list[str]:
-    """The partitions a failed run covered: its partition tag, or every month of its range."""
-    if "dagster/partition" in run.tags:
-        return [run.tags["dagster/partition"]]
-    first = run.tags.get("dagster/asset_partition_range_start")
-    last = run.tags.get("dagster/asset_partition_range_end")
-    if first and last:
-        keys = monthly_partitions.get_partition_keys()
-        return [k for k in keys if first <= k <= last]
-    return []
-
-
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-
-
-def _superseded(instance: dg.DagsterInstance, partition: str, since: float) -> bool:
-    """A later run of the partition succeeded, or one is queued or running now."""
-    later = instance.get_run_records(
+def _failed_runs(context: dg.SensorEvaluationContext, now: dt.datetime) -> list[FailedRun]:
+    """Failed usage or reporting runs of the lookback window, newest first."""
+    monitored = _monitored_keys(context)
+    partition_keys = monthly_partitions.get_partition_keys(current_time=now)
+    records = context.instance.get_run_records(
         filters=dg.RunsFilter(
-            statuses=[dg.DagsterRunStatus.SUCCESS],
-            tags={"dagster/partition": partition},
-            created_after=dt.datetime.fromtimestamp(since, dt.UTC),
+            statuses=[dg.DagsterRunStatus.FAILURE], updated_after=now - FAILED_RUN_LOOKBACK
         ),
-        limit=1,
+        limit=500,
+    )
+    failed = []
+    for record in records:
+        run = record.dagster_run
+        selection = set(run.asset_selection or ()) & monitored
+        if not (selection or run.job_name == usage_billing_job.name):
+            continue
+        failed.append(
+            FailedRun(
+                run_id=run.run_id,
+                ended_at=dt.datetime.fromtimestamp(record.end_time or 0, dt.UTC),
+                partitions=run_partitions(run.tags, partition_keys),
+                selection=tuple(sorted(selection)),
+                attempt=int(run.tags.get(ATTEMPT_TAG, "0")),
+                root=run.tags.get(RETRY_OF_TAG, ""),
+                dagster_retries=run.tags.get("dagster/will_retry") == "true",
+            )
+        )
+    return failed
+
+
+def _partition_runs(instance: dg.DagsterInstance, partition: str) -> PartitionRuns:
+    tags = {"dagster/partition": partition}
+    success = instance.get_run_records(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS], tags=tags), limit=1
     )
     running = instance.get_run_records(
-        filters=dg.RunsFilter(statuses=IN_FLIGHT, tags={"dagster/partition": partition}), limit=1
+        filters=dg.RunsFilter(statuses=IN_FLIGHT, tags=tags), limit=1
     )
-    return bool(later or running)
+    return PartitionRuns(
+        in_flight=bool(running),
+        last_success_created=success[0].create_timestamp if success else None,
+    )
 
 
 @dg.sensor(
@@ -95,53 +192,39 @@ def _superseded(instance: dg.DagsterInstance, partition: str, since: float) -> b
     default_status=dg.DefaultSensorStatus.RUNNING,
     description=f"Re-runs the partition of a failed usage or reporting run (UI backfills included, "
     f"which run as Dagster's asset job) up to {MAX_ATTEMPTS} times with backoff, skipping runs "
-    "Dagster retries itself; then alerts.",
+    "Dagster retries itself; then alerts. First marks failed the runs whose `usage-billing "
+    "materialize` process was killed, so they stop counting as in flight.",
 )
 def retry_failed_partitions(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource, alerts: AlertsResource
 ) -> Iterator[dg.RunRequest | dg.SkipReason]:
     now = periods.now()
-    monitored = _monitored_keys(context)
-    records = context.instance.get_run_records(
-        filters=dg.RunsFilter(
-            statuses=[dg.DagsterRunStatus.FAILURE], updated_after=now - FAILED_RUN_LOOKBACK
-        ),
-        limit=500,
-    )
-    handled: set[str] = set()  # newest failure first: one retry sequence per partition
-    for record in records:
-        run = record.dagster_run
-        selection = set(run.asset_selection or ())
-        if not (selection & monitored or run.job_name == usage_billing_job.name):
-            continue
-        if run.tags.get("dagster/will_retry") == "true":
-            continue  # Dagster's own run retries handle it
-        attempt = int(run.tags.get(ATTEMPT_TAG, "0"))
-        root = run.tags.get(RETRY_OF_TAG, run.run_id)
-        for partition in _failed_partitions(run):
-            if partition in handled:
-                continue
-            handled.add(partition)
-            if _superseded(context.instance, partition, record.end_time or 0):
-                continue
-            if attempt >= MAX_ATTEMPTS:
-                raise_incident(
-                    warehouse.get_engine(),
-                    alerts.get_client(),
-                    f"retries-exhausted:{root}:{partition}",
-                    f"Usage billing: partition {partition} still fails after {attempt} retries",
-                    [f"last failed run: {run.run_id}", f"first failed run: {root}"],
-                )
-                continue
-            due = dt.datetime.fromtimestamp(record.end_time or 0, dt.UTC) + BACKOFF[attempt]
-            if now < due:
-                continue
-            yield dg.RunRequest(
-                run_key=f"retry-{run.run_id}-{partition}",
-                partition_key=partition,
-                asset_selection=sorted(selection & monitored) or None,
-                tags={ATTEMPT_TAG: str(attempt + 1), RETRY_OF_TAG: root},
-            )
+    for orphan in runs.fail_orphaned_runs(context.instance):
+        context.log.warning(f"run {orphan.run_id}: its process was killed; marked failed")
+    failed = _failed_runs(context, now)
+    partitions = {p for run in failed if not run.dagster_retries for p in run.partitions}
+    history = {p: _partition_runs(context.instance, p) for p in partitions}
+    plan = plan_retries(failed, history, now)
+    for exhausted in plan.exhausted:
+        raise_incident(
+            warehouse.get_engine(),
+            alerts.get_client(),
+            exhausted.incident,
+            f"Usage billing: partition {exhausted.partition} still fails after "
+            f"{exhausted.attempts} retries",
+            [f"last failed run: {exhausted.run_id}", f"first failed run: {exhausted.root}"],
+        )
+    yield from plan.requests
+
+
+# --- Redrive the dead-letter queue -------------------------------------------------------------
+
+# Dead letters a redrive may deliver (the client judged them retryable).
+_RETRYABLE_DEAD_LETTERS = sa.text("""
+SELECT count(*) AS letters, max(d.failed_at) AS last_failed
+FROM dead_letters AS d JOIN usage_outbox AS o USING (transaction_id)
+WHERE o.status = 'dead' AND d.resolved_at IS NULL AND d.retryable
+""")
 
 
 @dg.sensor(
@@ -165,40 +248,171 @@ def redrive_when_healthy(
     return dg.RunRequest(run_key=f"redrive-{summary.last_failed.isoformat()}-{summary.letters}")
 
 
+# --- Late raw metrics ----------------------------------------------------------------------------
+
+# The cursor is the PostgreSQL snapshot of the previous tick. A row is new when its transaction is
+# not visible in that snapshot (it committed since, whenever it began); transactions older than the
+# snapshot's xmin are visible in it, so the index range starts there.
+_SNAPSHOT = sa.text("SELECT pg_current_snapshot()::text")
+# (max() takes xid8 only from PostgreSQL 15 on; through bigint it works from 13.)
+_ARRIVALS = """
+SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
+       count(*) AS rows, max(loaded_xid::text::bigint)::text AS last_xid
+FROM raw_metrics
+WHERE {committed_since}
+GROUP BY 1
+ORDER BY 1
+"""
+_ARRIVALS_SINCE_SNAPSHOT = sa.text(
+    _ARRIVALS.format(
+        committed_since="loaded_xid >= pg_snapshot_xmin(CAST(:previous AS pg_snapshot))"
+        " AND NOT pg_visible_in_snapshot(loaded_xid, CAST(:previous AS pg_snapshot))"
+    )
+)
+# A cursor written before loaded_xid existed (a timestamp): one last pass by received_at.
+_ARRIVALS_SINCE_TIME = sa.text(
+    _ARRIVALS.format(committed_since="received_at > CAST(:previous AS timestamptz)")
+)
+_REPORTED_MONTHS = sa.text(
+    "SELECT DISTINCT partition_key FROM usage_outbox WHERE partition_key = ANY(:months)"
+)
+_SNAPSHOT_TEXT = re.compile(r"\d+:\d+:(\d+(,\d+)*)?")
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """Raw metrics committed since the last tick that occurred in `month`."""
+
+    month: str
+    rows: int
+    last_xid: str  # the newest storing transaction: with the month, unique to this arrival
+
+
+def late_data_requests(
+    arrivals: Iterable[Arrival], reported: set[str], partitions: set[str]
+) -> list[dg.RunRequest]:
+    """Re-run the months that late rows changed and that were already reported; months never
+    reported (or outside the partitions) are the schedules' business."""
+    return [
+        dg.RunRequest(
+            run_key=f"late-{arrival.month}-{arrival.last_xid}",
+            partition_key=arrival.month,
+            tags={
+                "usage_billing/trigger": "late_data",
+                "usage_billing/late_rows": str(arrival.rows),
+            },
+        )
+        for arrival in arrivals
+        if arrival.month in reported and arrival.month in partitions
+    ]
+
+
+def is_snapshot_cursor(cursor: str) -> bool:
+    """A `pg_current_snapshot()` text (`xmin:xmax:xip,…`), not a legacy received_at timestamp."""
+    return _SNAPSHOT_TEXT.fullmatch(cursor) is not None
+
+
 @dg.sensor(
     job=usage_billing_job,
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Re-materializes already-reported months that raw metrics arrived for since the "
-    "last tick; the ledger sends only the delta.",
+    description="Re-materializes already-reported months that raw metrics were committed for since "
+    "the last tick (by transaction visibility, so a slow transaction is never skipped); the "
+    "ledger sends only the delta.",
 )
 def late_raw_data(
     context: dg.SensorEvaluationContext, warehouse: WarehouseResource
 ) -> Iterator[dg.RunRequest | dg.SkipReason]:
-    with warehouse.get_engine().begin() as conn:
+    # One snapshot for the cursor and the rows: REPEATABLE READ.
+    engine = warehouse.get_engine().execution_options(isolation_level="REPEATABLE READ")
+    with engine.begin() as conn:
+        snapshot = conn.execute(_SNAPSHOT).scalar_one()
         if context.cursor is None:
-            start = conn.execute(_LAST_RECEIVED).scalar_one()
-            context.update_cursor(start.isoformat())
-            yield dg.SkipReason("started watching raw metrics received from now on")
+            context.update_cursor(snapshot)
+            yield dg.SkipReason("started watching raw metrics committed from now on")
             return
-        after = dt.datetime.fromisoformat(context.cursor)
-        arrivals = conn.execute(_ARRIVALS, {"after": after}).all()
-        partitions = set(monthly_partitions.get_partition_keys())
-        for arrival in arrivals:
-            reported = conn.execute(
-                _PARTITION_REPORTED, {"partition_key": arrival.month}
-            ).scalar_one()
-            if reported and arrival.month in partitions:
-                yield dg.RunRequest(
-                    run_key=f"late-{arrival.month}-{arrival.last_received.isoformat()}",
-                    partition_key=arrival.month,
-                    tags={
-                        "usage_billing/trigger": "late_data",
-                        "usage_billing/late_rows": str(arrival.rows),
-                    },
-                )
-    if arrivals:
-        context.update_cursor(max(a.last_received for a in arrivals).isoformat())
+        query = (
+            _ARRIVALS_SINCE_SNAPSHOT if is_snapshot_cursor(context.cursor) else _ARRIVALS_SINCE_TIME
+        )
+        arrivals = [
+            Arrival(**row._mapping) for row in conn.execute(query, {"previous": context.cursor})
+        ]
+        months = [arrival.month for arrival in arrivals]
+        reported = set(conn.execute(_REPORTED_MONTHS, {"months": months}).scalars())
+    partitions = set(monthly_partitions.get_partition_keys(current_time=periods.now()))
+    yield from late_data_requests(arrivals, reported, partitions)
+    context.update_cursor(snapshot)
+
+
+# --- Alerts on failed checks -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckState:
+    """The latest execution of an asset check."""
+
+    key: dg.AssetCheckKey
+    status: str  # FAILED, SUCCEEDED or PLANNED (running)
+    run_id: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Incident:
+    key: str
+    title: str
+    lines: list[str]
+
+
+@dataclass
+class IncidentChanges:
+    open: list[Incident] = field(default_factory=list)  # notified once until resolved
+    resolve: list[str] = field(default_factory=list)
+
+
+def check_incident_key(key: dg.AssetCheckKey) -> str:
+    return f"check:{key.asset_key.to_user_string()}:{key.name}"
+
+
+def check_incidents(states: Iterable[CheckState]) -> IncidentChanges:
+    """A failed check opens (or keeps open) its incident, with the run and its non-zero counts;
+    a passing check resolves it; a check still running changes nothing."""
+    changes = IncidentChanges()
+    for state in states:
+        incident = check_incident_key(state.key)
+        if state.status == "FAILED":
+            counts = [
+                f"{name}: {value}"
+                for name, value in state.metadata.items()
+                if name.endswith("_count") and value
+            ]
+            title = (
+                f"Usage billing check failed: {state.key.asset_key.to_user_string()} / "
+                f"{state.key.name}"
+            )
+            changes.open.append(Incident(incident, title, [f"run: {state.run_id}", *counts]))
+        elif state.status == "SUCCEEDED":
+            changes.resolve.append(incident)
+    return changes
+
+
+def _check_states(
+    instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetCheckKey]
+) -> list[CheckState]:
+    latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(check_keys))
+    states = []
+    for key, record in latest.items():
+        evaluation = record.event.dagster_event.event_specific_data if record.event else None
+        metadata = getattr(evaluation, "metadata", None) or {}
+        states.append(
+            CheckState(
+                key=key,
+                status=record.status.value,
+                run_id=record.run_id,
+                metadata={name: value.value for name, value in metadata.items()},
+            )
+        )
+    return states
 
 
 def build_check_alert_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.SensorDefinition:
@@ -214,30 +428,14 @@ def build_check_alert_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.Senso
     def _sensor(
         context: dg.SensorEvaluationContext, warehouse: WarehouseResource, alerts: AlertsResource
     ) -> dg.SkipReason:
-        storage = context.instance.event_log_storage
-        latest = storage.get_latest_asset_check_execution_by_key(list(check_keys))
-        failing = []
-        for key, record in latest.items():
-            incident = f"check:{key.asset_key.to_user_string()}:{key.name}"
-            if record.status.value == "FAILED":
-                failing.append(incident)
-                evaluation = (
-                    record.event.dagster_event.event_specific_data if record.event else None
-                )
-                lines = [f"run: {record.run_id}"] + [
-                    f"{name}: {value.value}"
-                    for name, value in (evaluation.metadata.items() if evaluation else [])
-                    if name.endswith("_count") and value.value
-                ]
-                raise_incident(
-                    warehouse.get_engine(),
-                    alerts.get_client(),
-                    incident,
-                    f"Usage billing check failed: {key.asset_key.to_user_string()} / {key.name}",
-                    lines,
-                )
-            elif record.status.value == "SUCCEEDED":
-                resolve_incident(warehouse.get_engine(), incident)
-        return dg.SkipReason(f"{len(failing)} failing checks")
+        changes = check_incidents(_check_states(context.instance, check_keys))
+        engine = warehouse.get_engine()
+        for incident in changes.open:
+            raise_incident(
+                engine, alerts.get_client(), incident.key, incident.title, incident.lines
+            )
+        for key in changes.resolve:
+            resolve_incident(engine, key)
+        return dg.SkipReason(f"{len(changes.open)} failing checks")
 
     return _sensor

@@ -1,10 +1,10 @@
 """A two-month backfill launched the way the Dagster UI launches it, end to end.
 
 PostgreSQL (a fresh database) holds the raw metrics, the pipeline's tables and the Dagster instance;
-the Metronome sandbox runs in this process; `dagster dev` (webserver and daemon) runs as a child
-process. The pipeline clock and the sandbox clock are pinned to the same instant
-(`tests.pipeline.NOW`), so the seeded data, the backdating decisions and the totals are the same on
-every run.
+the Metronome sandbox runs in this process; plain `dagster dev` (webserver and daemon) runs as a
+child process on an instance configured the way Dagster's docs show. The pipeline clock and the
+sandbox clock are pinned to the same instant (`tests.pipeline.NOW`), so the seeded data, the
+backdating decisions and the totals are the same on every run.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from metronome_sandbox.settings import DEV_TOKEN
 from scripts.dagster_ui import Backfill, DagsterUi, running_dagster_dev
+from tests.e2e.conftest import dagster_home, postgres_url_storage
 from tests.pipeline import NOW, Sandbox, truth
 from usage_billing import synthetic
-from usage_billing.cli import instance
 from usage_billing.cli.demo import demo_months
 from usage_billing.collectors import collectors
 
@@ -35,6 +34,13 @@ SEED = 11
 # on 2 loaded cores; the bound leaves room for a slow machine without hiding a hang.
 BACKFILL_TIMEOUT_SECONDS = 360
 BACKFILL_TAG = "usage_billing/e2e"
+SENSOR_TICK_TIMEOUT_SECONDS = 120
+SENSORS = {
+    "retry_failed_partitions",
+    "redrive_when_healthy",
+    "late_raw_data",
+    "alert_on_failed_checks",
+}
 
 
 @pytest.fixture
@@ -48,16 +54,21 @@ def seeded(engine: sa.Engine, now: dt.datetime) -> sa.Engine:
 
 @pytest.fixture
 def ui(
-    sandbox: Sandbox, seeded: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    billing_api_environment: Sandbox,
+    seeded: sa.Engine,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[DagsterUi]:
-    """Webserver and daemon on this test's database and sandbox, with a fresh DAGSTER_HOME.
+    """Plain `dagster dev -w workspace.yaml` (webserver and daemon) on this test's database and
+    sandbox, with a DAGSTER_HOME whose dagster.yaml says `postgres_url: postgresql://…` as
+    Dagster's docs write it.
 
     The children inherit USAGE_DATABASE_URL, USAGE_BILLING_NOW (pinned like the sandbox's clock),
-    METRONOME_BASE_URL, and the DAGSTER_PG_URL / DAGSTER_HOME that `instance.prepare()` exports.
+    METRONOME_BASE_URL / METRONOME_BEARER_TOKEN and DAGSTER_HOME.
     """
-    monkeypatch.setenv("METRONOME_BASE_URL", sandbox.url)
-    monkeypatch.setenv("METRONOME_BEARER_TOKEN", DEV_TOKEN)
-    instance.prepare()
+    home = dagster_home(tmp_path / "dagster_home", postgres_url_storage(database_url))
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     with running_dagster_dev(os.environ, tmp_path / "dagster-dev.log") as running:
         yield running
 
@@ -103,3 +114,5 @@ def test_two_month_backfill_from_the_ui_reports_exact_totals(
     expected = truth(seeded)
     assert {metric for _, metric in expected} == set(collectors()), "a metric has no usage"
     assert sandbox.totals() == expected
+    # Meanwhile the daemon ticked every sensor against this instance, none with an error.
+    assert set(ui.wait_for_sensor_ticks(SENSOR_TICK_TIMEOUT_SECONDS)) == SENSORS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 from collections.abc import Iterator
@@ -11,7 +12,10 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from usage_assets.definitions import defs
+from usage_assets.sensors import retry_failed_partitions
 from usage_billing.cli import instance
+from usage_billing.resources import AlertsResource, WarehouseResource
 
 
 class Webhook:
@@ -50,3 +54,21 @@ def dagster_instance(database_url: str) -> Iterator[dg.DagsterInstance]:
     """The instance the CLI configures (dagster-postgres on the test database)."""
     with instance.get_instance() as dagster:
         yield dagster
+
+
+def evaluate_retry_sensor(
+    instance: dg.DagsterInstance, database_url: str, webhook: Webhook, minutes_later: float
+) -> list[dg.RunRequest]:
+    """One tick of the real retry sensor, with the pipeline clock `minutes_later` than now."""
+    context = dg.build_sensor_context(
+        instance=instance,
+        definitions=defs,
+        resources={
+            "warehouse": WarehouseResource(database_url=database_url),
+            "alerts": AlertsResource(webhook_url=webhook.url),
+        },
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes_later)
+        patch.setenv("USAGE_BILLING_NOW", later.isoformat())
+        return list(retry_failed_partitions(context) or [])

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
 from tests.helpers import sent
-from tests.operations.conftest import Webhook
+from tests.operations.conftest import Webhook, evaluate_retry_sensor
 from usage_assets.assets.aggregated_usage import usage_assets
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
-from usage_assets.definitions import defs
-from usage_assets.sensors import ATTEMPT_TAG, RETRY_OF_TAG, late_raw_data, retry_failed_partitions
+from usage_assets.sensors import ATTEMPT_TAG, RETRY_OF_TAG
 from usage_billing import loader
-from usage_billing.resources import AlertsResource, BillingApiResource, WarehouseResource
+from usage_billing.resources import BillingApiResource, WarehouseResource
 
 pytestmark = pytest.mark.integration
 
@@ -46,23 +43,6 @@ def _failing_run(
     return instance.get_run_by_id(result.run_id)
 
 
-def _evaluate(
-    instance: dg.DagsterInstance, database_url: str, webhook: Webhook, minutes_later: float
-) -> list[dg.RunRequest]:
-    context = dg.build_sensor_context(
-        instance=instance,
-        definitions=defs,
-        resources={
-            "warehouse": WarehouseResource(database_url=database_url),
-            "alerts": AlertsResource(webhook_url=webhook.url),
-        },
-    )
-    with pytest.MonkeyPatch.context() as patch:
-        later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes_later)
-        patch.setenv("USAGE_BILLING_NOW", later.isoformat())
-        return list(retry_failed_partitions(context) or [])
-
-
 @pytest.fixture
 def loaded(engine: sa.Engine, database_url: str) -> None:
     loader.load_lines(engine, [sent("a", "2025-03-05T10:00:00+00:00", 3)], source="t")
@@ -82,12 +62,12 @@ def test_failed_backfill_run_gets_exactly_one_retry_for_its_partition(
 ) -> None:
     run = _failing_run(database_url, dagster_instance, "2025-03", {})
     assert run.job_name == "__ASSET_JOB"
-    [request] = _evaluate(dagster_instance, database_url, webhook, minutes_later=5)
+    [request] = evaluate_retry_sensor(dagster_instance, database_url, webhook, minutes_later=5)
     assert request.partition_key == "2025-03"
     assert request.asset_selection == [reported_usage.key]
     assert request.tags[ATTEMPT_TAG] == "1" and request.tags[RETRY_OF_TAG] == run.run_id
     assert request.run_key == f"retry-{run.run_id}-2025-03"  # Dagster launches a run_key once
-    [again] = _evaluate(dagster_instance, database_url, webhook, minutes_later=6)
+    [again] = evaluate_retry_sensor(dagster_instance, database_url, webhook, minutes_later=6)
     assert again.run_key == request.run_key
 
 
@@ -95,16 +75,16 @@ def test_retry_waits_for_its_backoff(
     loaded: None, database_url: str, dagster_instance: dg.DagsterInstance, webhook: Webhook
 ) -> None:
     _failing_run(database_url, dagster_instance, "2025-03", {})
-    assert _evaluate(dagster_instance, database_url, webhook, minutes_later=1) == []
-    assert len(_evaluate(dagster_instance, database_url, webhook, minutes_later=3)) == 1
+    assert evaluate_retry_sensor(dagster_instance, database_url, webhook, minutes_later=1) == []
+    assert len(evaluate_retry_sensor(dagster_instance, database_url, webhook, minutes_later=3)) == 1
 
 
 def test_the_cap_holds_and_alerts_once(
     loaded: None, database_url: str, dagster_instance: dg.DagsterInstance, webhook: Webhook
 ) -> None:
     _failing_run(database_url, dagster_instance, "2025-03", {ATTEMPT_TAG: "3", RETRY_OF_TAG: "r0"})
-    assert _evaluate(dagster_instance, database_url, webhook, minutes_later=60) == []
-    assert _evaluate(dagster_instance, database_url, webhook, minutes_later=61) == []
+    assert evaluate_retry_sensor(dagster_instance, database_url, webhook, minutes_later=60) == []
+    assert evaluate_retry_sensor(dagster_instance, database_url, webhook, minutes_later=61) == []
     [alert] = webhook.received
     assert "2025-03" in alert["text"] and "r0" in alert["text"]
 
@@ -113,7 +93,7 @@ def test_runs_dagster_retries_itself_are_skipped(
     loaded: None, database_url: str, dagster_instance: dg.DagsterInstance, webhook: Webhook
 ) -> None:
     _failing_run(database_url, dagster_instance, "2025-03", {"dagster/will_retry": "true"})
-    assert _evaluate(dagster_instance, database_url, webhook, minutes_later=60) == []
+    assert evaluate_retry_sensor(dagster_instance, database_url, webhook, minutes_later=60) == []
 
 
 def test_no_retry_once_the_partition_succeeded_later(
@@ -126,32 +106,7 @@ def test_no_retry_once_the_partition_succeeded_later(
         instance=dagster_instance,
         resources={"warehouse": WarehouseResource(database_url=database_url)},
     )
-    assert _evaluate(dagster_instance, database_url, webhook, minutes_later=60) == []
-
-
-def test_late_data_requests_only_reported_months(engine: sa.Engine, database_url: str) -> None:
-    context = dg.build_sensor_context(
-        resources={"warehouse": WarehouseResource(database_url=database_url)}
-    )
-    first = list(late_raw_data(context))
-    assert isinstance(first[0], dg.SkipReason)  # starts watching from now
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO usage_outbox (transaction_id, partition_key, event_type, customer_id,"
-                " window_start, revision, delta) VALUES ('t1', '2025-02', 'events_sent', 'c',"
-                " '2025-02-03', 1, 1)"
-            )
-        )
-    late = [
-        sent("late-feb", "2025-02-10T00:00:00+00:00", 1),  # reported month: re-run it
-        sent("late-mar", "2025-03-10T00:00:00+00:00", 1),  # never reported: schedules cover it
-    ]
-    loader.load_lines(engine, late, source="late")
-    requests = list(late_raw_data(context))
-    assert [r.partition_key for r in requests] == ["2025-02"]
-    assert requests[0].tags["usage_billing/late_rows"] == "1"
-    assert list(late_raw_data(context)) == []  # the cursor moved on
+    assert evaluate_retry_sensor(dagster_instance, database_url, webhook, minutes_later=60) == []
 
 
 def test_one_retry_sequence_per_partition_however_many_runs_failed(
@@ -169,5 +124,5 @@ def test_one_retry_sequence_per_partition_however_many_runs_failed(
         resources={"warehouse": WarehouseResource(database_url=database_url)},
     )
     newest = _failing_run(database_url, dagster_instance, "2025-03", {})  # e.g. a late-data re-run
-    [request] = _evaluate(dagster_instance, database_url, webhook, minutes_later=5)
+    [request] = evaluate_retry_sensor(dagster_instance, database_url, webhook, minutes_later=5)
     assert request.tags[RETRY_OF_TAG] == newest.run_id
