@@ -105,6 +105,9 @@ CREATE TABLE IF NOT EXISTS usage_outbox (
   acknowledged_at timestamptz
 );
 CREATE INDEX IF NOT EXISTS usage_outbox_partition_idx ON usage_outbox (partition_key, status);
+-- What is not delivered yet (the redrive sensor's question), without scanning delivered history.
+CREATE INDEX IF NOT EXISTS usage_outbox_undelivered_idx ON usage_outbox (created_at)
+  WHERE status <> 'acknowledged';
 
 -- Dead-letter queue: outbox events that failed permanently, with the API's answer; redrive resends
 -- them with the same transaction ids and sets resolved_at once they are acknowledged.

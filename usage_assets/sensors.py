@@ -75,13 +75,20 @@ class Exhausted:
 
     @property
     def incident(self) -> str:
-        return f"retries-exhausted:{self.root}:{self.partition}"
+        return exhausted_incident(self.partition)
+
+
+def exhausted_incident(partition: str) -> str:
+    """One incident per failing partition, however many run sequences fail (an hourly schedule
+    starts a new one every hour); it closes when a run of the partition succeeds."""
+    return f"retries-exhausted:{partition}"
 
 
 @dataclass
 class RetryPlan:
     requests: list[dg.RunRequest] = field(default_factory=list)
     exhausted: list[Exhausted] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)  # partitions that succeeded since
 
 
 def plan_retries(
@@ -105,6 +112,8 @@ def plan_retries(
                 others.last_success_created is not None
                 and others.last_success_created > run.ended_at
             )
+            if succeeded_later:
+                plan.recovered.append(partition)
             if others.in_flight or succeeded_later:
                 continue
             root = run.root or run.run_id
@@ -214,16 +223,21 @@ def retry_failed_partitions(
             f"{exhausted.attempts} retries",
             [f"last failed run: {exhausted.run_id}", f"first failed run: {exhausted.root}"],
         )
+    for partition in plan.recovered:
+        resolve_incident(warehouse.get_engine(), exhausted_incident(partition))
     yield from plan.requests
 
 
 # --- Redrive the dead-letter queue -------------------------------------------------------------
 
-# Dead letters a redrive may deliver (the client judged them retryable).
-_RETRYABLE_DEAD_LETTERS = sa.text("""
-SELECT count(*) AS letters, max(d.failed_at) AS last_failed
-FROM dead_letters AS d JOIN usage_outbox AS o USING (transaction_id)
-WHERE o.status = 'dead' AND d.resolved_at IS NULL AND d.retryable
+# What a redrive may deliver: dead letters the client judged retryable, and events left pending
+# for a while (a run whose circuit breaker opened, or that crashed, sends none of them itself).
+_REDRIVABLE = sa.text("""
+SELECT count(*) AS letters, max(coalesce(d.failed_at, o.created_at)) AS last_change
+FROM usage_outbox AS o LEFT JOIN dead_letters AS d USING (transaction_id)
+WHERE o.status <> 'acknowledged'
+  AND ((o.status = 'dead' AND d.resolved_at IS NULL AND d.retryable)
+       OR (o.status = 'pending' AND o.created_at < now() - interval '10 minutes'))
 """)
 
 
@@ -231,8 +245,8 @@ WHERE o.status = 'dead' AND d.resolved_at IS NULL AND d.retryable
     job=dlq_redrive_job,
     minimum_interval_seconds=300,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Redrives dead letters that died of unavailability (no answer, 429, 5xx) once the "
-    "billing API answers an authenticated request again.",
+    description="Redrives what died of unavailability (retryable dead letters, and events a broken "
+    "run left pending) once the billing API answers an authenticated request again.",
 )
 def redrive_when_healthy(
     context: dg.SensorEvaluationContext,
@@ -240,12 +254,12 @@ def redrive_when_healthy(
     billing_api: BillingApiResource,
 ) -> dg.RunRequest | dg.SkipReason:
     with warehouse.get_engine().begin() as conn:
-        summary = conn.execute(_RETRYABLE_DEAD_LETTERS).one()
+        summary = conn.execute(_REDRIVABLE).one()
     if not summary.letters:
-        return dg.SkipReason("no retryable dead letters")
+        return dg.SkipReason("nothing to redrive")
     if not billing_api.get_client().healthy():
-        return dg.SkipReason(f"{summary.letters} dead letters wait: billing API still unhealthy")
-    return dg.RunRequest(run_key=f"redrive-{summary.last_failed.isoformat()}-{summary.letters}")
+        return dg.SkipReason(f"{summary.letters} events wait: billing API still unhealthy")
+    return dg.RunRequest(run_key=f"redrive-{summary.last_change.isoformat()}-{summary.letters}")
 
 
 # --- Late raw metrics ----------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def test_after_the_last_attempt_the_partition_is_exhausted_not_retried() -> None
     plan = plan_retries([run], {}, ENDED + dt.timedelta(days=1))
     assert plan.requests == []
     [exhausted] = plan.exhausted
-    assert exhausted.incident == "retries-exhausted:r0:2025-03"
+    assert exhausted.incident == "retries-exhausted:2025-03"
     assert (exhausted.run_id, exhausted.attempts) == ("r3", MAX_ATTEMPTS)
 
 
@@ -97,6 +97,21 @@ def test_no_retry_while_the_partition_runs_or_after_it_succeeded() -> None:
     assert plan_retries([run], running, later).requests == []
     assert plan_retries([run], succeeded, later).requests == []
     assert len(plan_retries([run], succeeded_before, later).requests) == 1
+    assert plan_retries([run], succeeded, later).recovered == ["2025-03"]
+    assert plan_retries([run], succeeded_before, later).recovered == []
+
+
+def test_a_month_failing_every_hour_is_one_incident_until_it_succeeds() -> None:
+    """An hourly schedule starts a new retry sequence every hour; the alert must not repeat."""
+    this_hour = failed("r3-b", "2025-03", attempt=MAX_ATTEMPTS, root="b")
+    last_hour = failed("r3-a", "2025-03", attempt=MAX_ATTEMPTS, root="a")
+    later = ENDED + dt.timedelta(days=1)
+    incidents = {
+        e.incident
+        for run in (this_hour, last_hour)
+        for e in plan_retries([run], {}, later).exhausted
+    }
+    assert incidents == {"retries-exhausted:2025-03"}
 
 
 def test_runs_dagster_retries_itself_start_no_second_sequence() -> None:
