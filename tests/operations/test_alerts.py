@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import sent
+from tests.helpers import sent, store_raw
 from tests.operations.conftest import Webhook
 from usage_assets.assets.aggregated_usage import usage_assets
 from usage_assets.assets.usage_events import usage_events
@@ -16,20 +16,6 @@ from usage_billing import loader
 from usage_billing.resources import AlertsResource, WarehouseResource
 
 pytestmark = pytest.mark.integration
-
-
-def _store_negative(engine: sa.Engine, event_id: str, occurred_at: str, value: int) -> None:
-    """Negative usage written straight into the store: the loader quarantines negative values,
-    so the check guards against writers that bypass it."""
-    with engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO raw_metrics (event_id, customer_id, metric, occurred_at, value, "
-                "properties) VALUES (:id, 'cust_a', 'events_sent', :at, :value, "
-                """'{"environment_type": "PRODUCTION"}')"""
-            ),
-            {"id": event_id, "at": occurred_at, "value": value},
-        )
 
 
 def _check_run(database_url: str, instance: dg.DagsterInstance) -> bool:
@@ -55,7 +41,7 @@ def test_failed_check_alerts_once_per_incident(
     def tick() -> None:
         sensor(dg.build_sensor_context(instance=dagster_instance, resources=resources))
 
-    _store_negative(engine, "neg", "2025-03-04T10:00:00+00:00", -2)
+    store_raw(engine, "neg", "2025-03-04T10:00:00+00:00", -2)  # the loader refuses it
     assert not _check_run(database_url, dagster_instance)
     tick()
     tick()
@@ -67,7 +53,7 @@ def test_failed_check_alerts_once_per_incident(
     loader.load_lines(engine, [sent("fix", "2025-03-04T11:00:00+00:00", 5)], source="t")
     assert _check_run(database_url, dagster_instance)
     tick()  # resolved: the next failure is a new incident
-    _store_negative(engine, "neg2", "2025-03-04T12:00:00+00:00", -9)
+    store_raw(engine, "neg2", "2025-03-04T12:00:00+00:00", -9)
     assert not _check_run(database_url, dagster_instance)
     tick()
     assert len(webhook.received) == 2
