@@ -29,6 +29,7 @@ quarantined lines and are counted in both `quarantined` and `conflicting`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -59,7 +60,6 @@ _JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?
 _BLANK = " \t\r\n"
 # Strings PostgreSQL text and jsonb cannot hold: NUL and lone surrogates (raw or \u-escaped).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-_MAYBE_UNSTORABLE = re.compile(r"\\u|[\x00\ud800-\udfff]")
 _SUB_MICROSECOND = re.compile(r"[.,][0-9]{6}0*[1-9]")
 
 # Keep a rejected line with its reason; the same line of the same source is kept once. Hashes,
@@ -154,6 +154,8 @@ def _shown(value: Any, limit: int = 60) -> str:
 
 def _json_number(text: str) -> Decimal:
     """A number in JSON's grammar as an exact Decimal, if PostgreSQL's numeric can hold it."""
+    if len(text) <= MAX_SIGNIFICANT_DIGITS and "e" not in text and "E" not in text:
+        return Decimal(text)  # the common case: too few digits to exceed any limit
     exponent = text.lower().partition("e")[2]
     if len(exponent.lstrip("+-")) > 10 or abs(int(exponent or 0)) >= _NUMERIC_EXPONENT:
         raise InvalidLineError("bad_number", f"exponent of {_shown(text)} is out of range")
@@ -180,6 +182,15 @@ def _reject_constant(name: str) -> None:
     raise InvalidLineError("invalid_json", f"{name} is not a JSON number")
 
 
+# One decoder: JSON's grammar only, numbers exact and within PostgreSQL's numeric, no repeated key.
+_DECODER = json.JSONDecoder(
+    parse_float=_json_number,
+    parse_int=_json_number,
+    parse_constant=_reject_constant,
+    object_pairs_hook=_json_object,
+)
+
+
 def _check_strings_and_depth(document: dict[str, Any]) -> None:
     """Walk the document (only for lines that may need it): no string PostgreSQL cannot hold,
     no nesting deeper than MAX_DEPTH."""
@@ -201,13 +212,7 @@ def _check_strings_and_depth(document: dict[str, Any]) -> None:
 
 def _decode(line: str) -> dict[str, Any]:
     try:
-        document = json.loads(
-            line,
-            parse_float=_json_number,
-            parse_int=_json_number,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_json_object,
-        )
+        document = _DECODER.decode(line)
     except InvalidLineError:
         raise
     except RecursionError:
@@ -216,7 +221,9 @@ def _decode(line: str) -> dict[str, Any]:
         raise InvalidLineError("invalid_json", f"not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise InvalidLineError("invalid_json", "not a JSON object")
-    if _MAYBE_UNSTORABLE.search(line) or line.count("{") + line.count("[") > MAX_DEPTH:
+    # The walk is rare: only an escape, a NUL, a non-ASCII character or many brackets need it.
+    maybe_unstorable = "\\u" in line or "\x00" in line or not line.isascii()
+    if maybe_unstorable or line.count("{") + line.count("[") > MAX_DEPTH:
         _check_strings_and_depth(document)
     return document
 
@@ -232,6 +239,11 @@ def _identifier(document: dict[str, Any], name: str) -> str:
             "bad_field", f"field '{name}' is longer than {MAX_IDENTIFIER} characters"
         )
     return value
+
+
+@functools.cache
+def _first_instant(first_month: str) -> dt.datetime:
+    return periods.month_bounds(first_month)[0]
 
 
 def _timestamp(document: dict[str, Any], now: dt.datetime) -> dt.datetime:
@@ -254,8 +266,7 @@ def _timestamp(document: dict[str, Any], now: dt.datetime) -> dt.datetime:
         raise InvalidLineError(
             "bad_timestamp", f"occurred_at={_shown(text)} is out of range"
         ) from None
-    first = periods.month_bounds(periods.FIRST_MONTH)[0]
-    if value < first:
+    if value < _first_instant(periods.FIRST_MONTH):
         raise InvalidLineError(
             "before_first_partition",
             f"occurred_at={_shown(text)} is before the first partition, {periods.FIRST_MONTH}",
@@ -278,7 +289,8 @@ def _quantity(raw: Any, name: str, spec: RawMetric) -> Decimal:
             raise InvalidLineError("bad_value", f"{name}: {error.message}") from None
     if not isinstance(raw, Decimal):
         raise InvalidLineError("bad_value", f"{name} {_shown(raw)} is not a number")
-    if len("".join(map(str, raw.as_tuple().digits)).strip("0")) > MAX_SIGNIFICANT_DIGITS:
+    digits = raw.as_tuple().digits
+    if len(digits) > MAX_SIGNIFICANT_DIGITS and len(_significant(digits)) > MAX_SIGNIFICANT_DIGITS:
         raise InvalidLineError(
             "bad_value", f"{name} has more than {MAX_SIGNIFICANT_DIGITS} significant digits"
         )
@@ -290,11 +302,17 @@ def _quantity(raw: Any, name: str, spec: RawMetric) -> Decimal:
     return raw
 
 
-def _scalar_text(value: str | Decimal | bool) -> str:
-    """What `properties ->> name` gives for a JSON scalar."""
+def _significant(digits: tuple[int, ...]) -> str:
+    return "".join(map(str, digits)).strip("0")
+
+
+def _scalar_text(value: Any) -> str | None:
+    """What `properties ->> name` gives for a JSON scalar; None for an object or array."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return format(value, "f") if isinstance(value, Decimal) else value
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value if isinstance(value, str) else None
 
 
 def _check_properties(document: dict[str, Any], spec: RawMetric) -> None:
@@ -308,7 +326,8 @@ def _check_properties(document: dict[str, Any], spec: RawMetric) -> None:
         )
     for name in spec.required_properties:
         value = properties[name]
-        if isinstance(value, dict | list) or len(_scalar_text(value)) > MAX_IDENTIFIER:
+        text = value if type(value) is str else _scalar_text(value)
+        if not isinstance(text, str) or len(text) > MAX_IDENTIFIER:
             raise InvalidLineError(
                 "bad_property",
                 f"property '{name}' must be a string, number or boolean of at most "
@@ -431,19 +450,30 @@ def _store(conn: sa.Connection, rows: list[RawRow]) -> tuple[int, list[Rejected]
                     row.document,
                 )
             )
-    inserted = sql.execute(conn, "raw_metrics_insert_staged.sql").rowcount
-    lines = {row.line_number: row.document for row in rows}
+    inserted = set(sql.execute(conn, "raw_metrics_insert_staged.sql").scalars())
+    # Each inserted row is the first line of its event_id; every other line may be a conflict.
+    first: dict[str, int] = {}
+    for row in rows:
+        first.setdefault(row.event_id, row.line_number)
+    suspects = {
+        row.line_number: row.document
+        for row in rows
+        if row.event_id not in inserted or first[row.event_id] != row.line_number
+    }
+    if not suspects:
+        return len(inserted), []
+    found = sql.execute(conn, "raw_metrics_staged_conflicts.sql", line_numbers=list(suspects))
     conflicts = [
         Rejected(
             c.line_number,
-            lines[c.line_number],
+            suspects[c.line_number],
             "conflict",
             f"conflict: event_id {_shown(c.event_id)} is stored with another "
             f"{', '.join(c.differs)}; the stored row stays",
         )
-        for c in sql.execute(conn, "raw_metrics_staged_conflicts.sql")
+        for c in found
     ]
-    return inserted, conflicts
+    return len(inserted), conflicts
 
 
 def _quarantine(conn: sa.Connection, source: str, rejected: list[Rejected]) -> None:
