@@ -53,11 +53,20 @@ CREATE TABLE IF NOT EXISTS quarantined_metrics (
   quarantined_at timestamptz NOT NULL DEFAULT now(),
   resolved_at    timestamptz
 );
-ALTER TABLE quarantined_metrics ADD COLUMN IF NOT EXISTS line_truncated boolean NOT NULL DEFAULT false;
-ALTER TABLE quarantined_metrics ADD COLUMN IF NOT EXISTS line_escaped boolean NOT NULL DEFAULT false;
 -- The same line of the same source is kept once. Hashed: a btree entry holds about 2.7 kB, and a
 -- line (or a path) can be longer; the former UNIQUE (source, line_number, line) failed on them.
-ALTER TABLE quarantined_metrics DROP CONSTRAINT IF EXISTS quarantined_metrics_source_line_number_line_key;
+-- The catalog check spares `db init` the table lock once the migration is done.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                 WHERE attrelid = 'quarantined_metrics'::regclass AND attname = 'line_escaped'
+                   AND NOT attisdropped) THEN
+    ALTER TABLE quarantined_metrics
+      ADD COLUMN IF NOT EXISTS line_truncated boolean NOT NULL DEFAULT false,
+      ADD COLUMN IF NOT EXISTS line_escaped boolean NOT NULL DEFAULT false,
+      DROP CONSTRAINT IF EXISTS quarantined_metrics_source_line_number_line_key;
+  END IF;
+END $$;
 CREATE UNIQUE INDEX IF NOT EXISTS quarantined_metrics_line_key
   ON quarantined_metrics (md5(source), line_number, md5(line));
 
