@@ -34,10 +34,11 @@ import json
 import os
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 import sqlalchemy as sa
 
@@ -81,15 +82,6 @@ _QUARANTINE_REASON = sa.text("UPDATE quarantined_metrics SET reason = :reason WH
 _QUARANTINE_RESOLVE = sa.text(
     "UPDATE quarantined_metrics SET resolved_at = now() WHERE id = ANY(:ids)"
 )
-STAGING_COLUMNS = (
-    "line_number",
-    "event_id",
-    "customer_id",
-    "metric",
-    "occurred_at",
-    "value",
-    "document",
-)
 
 
 class InvalidLineError(ValueError):
@@ -101,8 +93,9 @@ class InvalidLineError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
-class RawRow:
+class RawRow(NamedTuple):
+    """A valid line, its fields in the staging table's column order (COPY writes it as is)."""
+
     line_number: int
     event_id: str
     customer_id: str
@@ -437,19 +430,9 @@ def _store(conn: sa.Connection, rows: list[RawRow]) -> tuple[int, list[Rejected]
         return 0, []
     conn.exec_driver_sql(sql.read("raw_metrics_staging.sql"))
     cursor = conn.connection.driver_connection.cursor()
-    with cursor.copy(f"COPY raw_metrics_staging ({', '.join(STAGING_COLUMNS)}) FROM STDIN") as copy:
+    with cursor.copy(f"COPY raw_metrics_staging ({', '.join(RawRow._fields)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row(
-                (
-                    row.line_number,
-                    row.event_id,
-                    row.customer_id,
-                    row.metric,
-                    row.occurred_at,
-                    row.value,
-                    row.document,
-                )
-            )
+            copy.write_row(row)
     inserted = set(sql.execute(conn, "raw_metrics_insert_staged.sql").scalars())
     # Each inserted row is the first line of its event_id; every other line may be a conflict.
     first: dict[str, int] = {}
@@ -496,40 +479,62 @@ def _quarantine(conn: sa.Connection, source: str, rejected: list[Rejected]) -> N
 
 def _chunks(
     lines: Iterable[tuple[int, str | bytes, bool]],
-) -> Iterator[tuple[list[tuple[int, str]], list[Rejected]]]:
-    """Readable lines and unreadable ones, in chunks of at most CHUNK_LINES lines / CHUNK_BYTES."""
+) -> Iterator[list[tuple[int, str | bytes, bool]]]:
+    """Lines as read, in chunks of at most CHUNK_LINES lines or CHUNK_BYTES."""
+    chunk: list[tuple[int, str | bytes, bool]] = []
+    size = 0
+    for entry in lines:
+        chunk.append(entry)
+        size += len(entry[1])
+        if len(chunk) >= CHUNK_LINES or size >= CHUNK_BYTES:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
+def _read_and_parse(
+    chunk: list[tuple[int, str | bytes, bool]], known: dict[str, RawMetric], now: dt.datetime
+) -> tuple[list[RawRow], list[Rejected]]:
     readable: list[tuple[int, str]] = []
     unreadable: list[Rejected] = []
-    size = 0
-    for number, raw, too_long in lines:
+    for number, raw, too_long in chunk:
         line = _text_line(number, raw, too_long)
         if isinstance(line, Rejected):
             unreadable.append(line)
         elif line is not None:
             readable.append((number, line))
-            size += len(line)
-        if len(readable) + len(unreadable) >= CHUNK_LINES or size >= CHUNK_BYTES:
-            yield readable, unreadable
-            readable, unreadable, size = [], [], 0
-    if readable or unreadable:
-        yield readable, unreadable
+    rows, rejected = _parse(readable, known, now)
+    return rows, unreadable + rejected
 
 
 def _load(
     engine: sa.Engine, lines: Iterable[tuple[int, str | bytes, bool]], source: str
 ) -> LoadResult:
-    """Each chunk commits its rows and its quarantine together."""
+    """Each chunk commits its rows and its quarantine together. The next chunk is parsed while
+    PostgreSQL stores this one (psycopg releases the GIL while it waits)."""
     known, now = raw_metrics(), periods.now()
     result = LoadResult()
-    for readable, unreadable in _chunks(lines):
-        rows, rejected = _parse(readable, known, now)
+
+    def commit(parsed: Future[tuple[list[RawRow], list[Rejected]]]) -> None:
+        rows, rejected = parsed.result()
         with engine.begin() as conn:
             inserted, conflicts = _store(conn, rows)
-            rejected += unreadable + conflicts
+            rejected += conflicts
             _quarantine(conn, source, rejected)
         result.loaded += inserted
         result.duplicate += len(rows) - inserted - len(conflicts)
         result.count(rejected)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="loader-parse") as parser:
+        previous = None
+        for chunk in _chunks(lines):
+            parsed = parser.submit(_read_and_parse, chunk, known, now)
+            if previous:
+                commit(previous)
+            previous = parsed
+        if previous:
+            commit(previous)
     return result
 
 
