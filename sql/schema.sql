@@ -39,16 +39,36 @@ CREATE INDEX IF NOT EXISTS raw_metrics_loaded_xid_idx ON raw_metrics (loaded_xid
 DROP INDEX IF EXISTS raw_metrics_received_idx;
 
 -- Lines the loader could not accept, with the reason; re-tried by `usage-billing load --retry-quarantine`.
+-- `line` is the line as read, except that a line over the loader's size limit keeps only its head
+-- (line_truncated) and bytes text cannot hold (invalid UTF-8, NUL, lone surrogates) are written as
+-- backslash escapes (line_escaped); such lines can never load and are not re-tried.
 CREATE TABLE IF NOT EXISTS quarantined_metrics (
   id             bigserial PRIMARY KEY,
   source         text NOT NULL,
   line_number    integer NOT NULL,
   line           text NOT NULL,
+  line_truncated boolean NOT NULL DEFAULT false,
+  line_escaped   boolean NOT NULL DEFAULT false,
   reason         text NOT NULL,
   quarantined_at timestamptz NOT NULL DEFAULT now(),
-  resolved_at    timestamptz,
-  UNIQUE (source, line_number, line)
+  resolved_at    timestamptz
 );
+-- The same line of the same source is kept once. Hashed: a btree entry holds about 2.7 kB, and a
+-- line (or a path) can be longer; the former UNIQUE (source, line_number, line) failed on them.
+-- The catalog check spares `db init` the table lock once the migration is done.
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                 WHERE attrelid = 'quarantined_metrics'::regclass AND attname = 'line_escaped'
+                   AND NOT attisdropped) THEN
+    ALTER TABLE quarantined_metrics
+      ADD COLUMN IF NOT EXISTS line_truncated boolean NOT NULL DEFAULT false,
+      ADD COLUMN IF NOT EXISTS line_escaped boolean NOT NULL DEFAULT false,
+      DROP CONSTRAINT IF EXISTS quarantined_metrics_source_line_number_line_key;
+  END IF;
+END $$;
+CREATE UNIQUE INDEX IF NOT EXISTS quarantined_metrics_line_key
+  ON quarantined_metrics (md5(source), line_number, md5(line));
 
 -- Aggregated usage: what each collector computed, per customer, window and group, for a partition.
 CREATE TABLE IF NOT EXISTS aggregated_usage (

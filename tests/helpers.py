@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 UTC = dt.UTC
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,3 +43,19 @@ def sent(event_id: str, occurred_at: str, value: Any = 1, customer_id: str = "cu
     """An events_sent line, production unless told otherwise."""
     props.setdefault("environment_type", "PRODUCTION")
     return line(event_id, customer_id, "events_sent", occurred_at, value, **props)
+
+
+def store_raw(
+    engine: sa.Engine, event_id: str, occurred_at: str, value: Any, customer_id: str = "cust_a"
+) -> None:
+    """An events_sent row written straight into the store, bypassing the loader (which refuses
+    negative values): what the invalid-values check guards against."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO raw_metrics (event_id, customer_id, metric, occurred_at, value,"
+                """ properties) VALUES (:id, :customer_id, 'events_sent', :at, :value,"""
+                """ '{"environment_type": "PRODUCTION"}')"""
+            ),
+            {"id": event_id, "customer_id": customer_id, "at": occurred_at, "value": value},
+        )

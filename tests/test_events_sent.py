@@ -50,16 +50,17 @@ def test_sums_production_non_duplicates_per_customer_and_utc_day(engine: sa.Engi
 
 
 def test_month_boundaries_are_half_open(engine: sa.Engine) -> None:
+    # February, as nothing before the first partition (January 2025) can be loaded.
     _load(
         engine,
-        sent("d31", "2024-12-31T23:59:59.999999+00:00", 1),
-        sent("j1", "2025-01-01T00:00:00+00:00", 2),
-        sent("j31", "2025-01-31T23:59:59.999999+00:00", 3),
-        sent("f1", "2025-02-01T00:00:00+00:00", 4),
+        sent("j31", "2025-01-31T23:59:59.999999+00:00", 1),
+        sent("f1", "2025-02-01T00:00:00+00:00", 2),
+        sent("f28", "2025-02-28T23:59:59.999999+00:00", 3),
+        sent("m1", "2025-03-01T00:00:00+00:00", 4),
     )
-    assert _compute(engine, *JANUARY) == {
-        ("cust_a", at("2025-01-01 00:00")): Decimal("2"),
-        ("cust_a", at("2025-01-31 00:00")): Decimal("3"),
+    assert _compute(engine, at("2025-02-01 00:00"), at("2025-03-01 00:00")) == {
+        ("cust_a", at("2025-02-01 00:00")): Decimal("2"),
+        ("cust_a", at("2025-02-28 00:00")): Decimal("3"),
     }
 
 

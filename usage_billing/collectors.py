@@ -6,8 +6,22 @@ A collector file starts with `-- key: value` lines, then one SELECT returning
 
     -- billable_metric: fin_resolutions    (required; also the reported event_type)
     -- description: ...                     (required; shown in the Dagster UI)
-    -- raw_metric: support_event(ticket_id) (one per raw metric read, with required properties)
+    -- raw_metric: support_event(ticket_id) (one per raw metric read: what the loader accepts)
     -- restatement_horizon_days: 3          (how long after a period its value may still change)
+
+A `raw_metric` declaration is `name(property, ...)`, optionally followed by `signed`:
+
+    -- raw_metric: transaction_decision(order_id, decision, amount?: decimal)
+
+- `order_id`: a required property (present, not null; a string, number or boolean of at most
+  256 characters, since collectors index it);
+- `amount: decimal` / `amount?: decimal`: a required / optional decimal (a JSON number or a
+  string in JSON's number grammar), so the collector's `::numeric` cast cannot fail;
+- `signed`: the raw `value` and the decimal properties may be negative. Without it the loader
+  quarantines a negative number: a raw quantity that reduces a bill must be declared.
+
+The loader takes, per raw metric, the union over the collectors that read it (a property one of
+them requires is required), and negatives only when every reader declares `signed`.
 """
 
 from __future__ import annotations
@@ -37,7 +51,9 @@ WHERE billable_metric = :billable_metric
   AND window_start >= :period_start AND window_start < :period_end
 """)
 _HEADER = re.compile(r"^--\s*([a-z_]+):\s*(.+?)\s*$")
-_RAW_METRIC = re.compile(r"^([a-z][a-z0-9_]*)\s*(?:\(([^)]*)\))?$")
+_RAW_METRIC = re.compile(r"^([a-z][a-z0-9_]*)\s*(?:\(([^)]*)\))?\s*(signed)?$")
+_PROPERTY = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)(\?)?\s*(?::\s*([a-z]+))?$")
+PROPERTY_TYPES = ("decimal",)
 
 
 class CollectorDefinitionError(ValueError):
@@ -46,10 +62,13 @@ class CollectorDefinitionError(ValueError):
 
 @dataclass(frozen=True)
 class RawMetric:
-    """A raw metric the loader accepts, with the properties every line of it must carry."""
+    """A raw metric the loader accepts: the properties every line of it must carry, those that
+    must be decimals when present, and whether its numbers may be negative."""
 
     name: str
     required_properties: tuple[str, ...]
+    decimal_properties: tuple[str, ...] = ()
+    signed: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,13 +99,7 @@ def parse(file_name: str, text: str) -> Collector:
             raise CollectorDefinitionError(f"{file_name}: needs exactly one '-- {key}:' line")
         return values[0]
 
-    raw_metrics = []
-    for declaration in header.get("raw_metric", []):
-        match = _RAW_METRIC.match(declaration)
-        if not match:
-            raise CollectorDefinitionError(f"{file_name}: bad raw_metric {declaration!r}")
-        properties = tuple(p.strip() for p in (match.group(2) or "").split(",") if p.strip())
-        raw_metrics.append(RawMetric(match.group(1), properties))
+    raw_metrics = [_raw_metric(file_name, d) for d in header.get("raw_metric", [])]
     if not raw_metrics:
         raise CollectorDefinitionError(f"{file_name}: declare at least one '-- raw_metric:'")
     return Collector(
@@ -97,6 +110,26 @@ def parse(file_name: str, text: str) -> Collector:
         sql=text,
         file_name=file_name,
     )
+
+
+def _raw_metric(file_name: str, declaration: str) -> RawMetric:
+    """A `name(property, property: decimal, property?: decimal) [signed]` declaration."""
+    match = _RAW_METRIC.match(declaration)
+    if not match:
+        raise CollectorDefinitionError(f"{file_name}: bad raw_metric {declaration!r}")
+    required, decimal = [], []
+    for item in filter(None, (p.strip() for p in (match.group(2) or "").split(","))):
+        prop = _PROPERTY.match(item)
+        name, optional, kind = prop.groups() if prop else (None, None, None)
+        if name is None or (kind and kind not in PROPERTY_TYPES):
+            raise CollectorDefinitionError(f"{file_name}: bad property {item!r} in {declaration!r}")
+        if optional and not kind:
+            raise CollectorDefinitionError(f"{file_name}: optional {name!r} needs a type")
+        if not optional:
+            required.append(name)
+        if kind == "decimal":
+            decimal.append(name)
+    return RawMetric(match.group(1), tuple(required), tuple(decimal), bool(match.group(3)))
 
 
 @functools.cache
@@ -115,12 +148,21 @@ def collectors() -> dict[str, Collector]:
 
 @functools.cache
 def raw_metrics() -> dict[str, RawMetric]:
-    """Every raw metric some collector reads, with the union of the properties they require."""
-    required: dict[str, set[str]] = {}
+    """Every raw metric some collector reads: the union of what its readers require, signed only
+    when every reader says so."""
+    readers: dict[str, list[RawMetric]] = {}
     for collector in collectors().values():
         for raw in collector.raw_metrics:
-            required.setdefault(raw.name, set()).update(raw.required_properties)
-    return {name: RawMetric(name, tuple(sorted(props))) for name, props in sorted(required.items())}
+            readers.setdefault(raw.name, []).append(raw)
+    return {
+        name: RawMetric(
+            name,
+            tuple(sorted({p for raw in declared for p in raw.required_properties})),
+            tuple(sorted({p for raw in declared for p in raw.decimal_properties})),
+            all(raw.signed for raw in declared),
+        )
+        for name, declared in sorted(readers.items())
+    }
 
 
 def _params(collector: Collector, start: dt.datetime, end: dt.datetime, as_of: dt.datetime):

@@ -1,6 +1,6 @@
 -- billable_metric: chargeflow_recovered_amount
 -- description: Chargeflow recovered amount (billed at 25 percent): sum of the amount of disputes whose latest status is won, on the UTC day of that won event.
--- raw_metric: chargeback_dispute(dispute_id, status)
+-- raw_metric: chargeback_dispute(dispute_id, status, amount?: decimal)
 -- restatement_horizon_days: 60
 --
 -- docs/architecture.md, "Billable metrics". How this file reads the points the definition leaves open:
@@ -12,8 +12,9 @@
 -- * Amount: the dispute's latest stated amount, i.e. `amount` of the won event itself, or, when
 --   that event does not repeat it, of the dispute's latest earlier event that has one. So `amount`
 --   is not a required property (pending and lost updates need none). It is a decimal string (a
---   JSON number is read exactly too) cast to numeric; a malformed amount fails the run loudly
---   rather than billing a guess.
+--   JSON number is read exactly too) cast to numeric. The header types it (`amount?: decimal`),
+--   so the loader quarantines a line whose amount is not a non-negative decimal and the cast
+--   cannot fail a month's run.
 -- Restatement horizon 60 days: a won dispute can still be reversed in pre-arbitration, which card
 -- networks allow about 30 days after the representment decision, plus time for the processor to
 -- report it.

@@ -1,6 +1,6 @@
 -- billable_metric: riskified_approved_value
 -- description: Riskified approved value (billed at 0.4 percent): sum of the amount of orders whose latest decision is approved and that have no fraud chargeback known now, on the UTC day of the approval.
--- raw_metric: transaction_decision(order_id, decision)
+-- raw_metric: transaction_decision(order_id, decision, amount?: decimal)
 -- raw_metric: fraud_chargeback(order_id)
 -- restatement_horizon_days: 120
 --
@@ -18,7 +18,8 @@
 -- * Amount: the order's latest stated amount, i.e. `amount` of the approving decision, or, when
 --   that decision does not repeat it, of the order's latest earlier decision that has one. So
 --   `amount` is not a required property (a decline needs none). It is a decimal string (a JSON
---   number is read exactly too) cast to numeric; a malformed amount fails the run loudly.
+--   number is read exactly too) cast to numeric; the header types it, so the loader quarantines
+--   a line whose amount is not a non-negative decimal and the cast cannot fail a month's run.
 -- Restatement horizon 120 days (docs/architecture.md, "Billable metrics"): card networks accept fraud chargebacks up to 120
 -- days after the transaction.
 WITH approvals AS (

@@ -132,17 +132,18 @@ def test_windows_chain_across_the_month_end(engine: sa.Engine) -> None:
 
 def test_long_history_before_the_period_sets_the_phase(engine: sa.Engine) -> None:
     h = History()
-    # A message every 18 h from Dec 1 00:00 (hour 0) to Feb 2 18:00 (hour 1530): every other
-    # message opens a window, at hours 36k. January holds k = 21..41 (Jan 1 12:00 .. Jan 31
-    # 12:00); Feb 1 06:00 (hour 1494) is inside the Jan 31 window; Feb 2 00:00 (hour 1512) opens.
+    # A message every 18 h from Jan 1 00:00 (hour 0) to Mar 2 18:00 (hour 1458): every other
+    # message opens a window, at hours 36k. February holds k = 21..39 (Feb 1 12:00 .. Feb 28
+    # 12:00); Mar 1 06:00 (hour 1422) is inside the Feb 28 window; Mar 2 00:00 (hour 1440) opens.
     # Starting the chain anywhere but at the conversation's first message shifts that phase.
-    step = at("2024-12-01 00:00")
-    while step <= at("2025-02-03 00:00"):
+    step = at("2025-01-01 00:00")
+    while step <= at("2025-03-03 00:00"):
         h.chat(step)
         step += 18 * HOUR
     load(engine, h.events)
-    assert sum(compute(engine, METRIC, JANUARY).values()) == 21
-    assert compute(engine, METRIC, FEBRUARY) == {("cust_a", day("2025-02-02")): ONE}
+    assert sum(compute(engine, METRIC, FEBRUARY).values()) == 19
+    march = (at("2025-03-01 00:00"), at("2025-04-01 00:00"))
+    assert compute(engine, METRIC, march) == {("cust_a", day("2025-03-02")): ONE}
 
 
 def test_the_lookback_starts_24_hours_before_the_period(engine: sa.Engine) -> None:

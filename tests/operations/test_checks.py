@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from metronome_sandbox.settings import DEV_TOKEN
-from tests.helpers import sent
+from tests.helpers import sent, store_raw
 from tests.pipeline import Sandbox, aggregate, run_month
 from usage_assets.assets.aggregated_usage import usage_assets
 from usage_assets.assets.reported_usage import reported_usage
@@ -117,11 +117,8 @@ def test_reconciliation_catches_usage_the_ledger_does_not_know(
 def test_invalid_values_block_the_send_in_the_same_run(
     engine: sa.Engine, database_url: str, sandbox: Sandbox, api: BillingApiResource
 ) -> None:
-    _load(
-        engine,
-        sent("ok", "2025-03-02T10:00:00+00:00", 5),
-        sent("neg", "2025-03-04T10:00:00+00:00", -7, customer_id="cust_b"),
-    )
+    _load(engine, sent("ok", "2025-03-02T10:00:00+00:00", 5))
+    store_raw(engine, "neg", "2025-03-04T10:00:00+00:00", -7, customer_id="cust_b")
     result = dg.materialize(
         [*usage_assets, usage_events, reported_usage, invalid_values],
         partition_key="2025-03",

@@ -7,7 +7,7 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import sent
+from tests.helpers import sent, store_raw
 from tests.pipeline import (
     NOW,
     Sandbox,
@@ -62,11 +62,9 @@ def test_late_data_sends_only_the_delta_including_negative(
     load_month(engine, "2025-03", customers=2, days=3)
     assert run_month(database_url, api, "2025-03").success
     before = len(sandbox.events())
-    late = [
-        sent("late+", "2025-03-02T09:00:00+00:00", "0.5", customer_id="cust_000"),
-        sent("late-", "2025-03-03T09:00:00+00:00", "-1.03", customer_id="cust_001"),
-    ]
+    late = [sent("late+", "2025-03-02T09:00:00+00:00", "0.5", customer_id="cust_000")]
     loader.load_lines(engine, late, source="late")
+    store_raw(engine, "late-", "2025-03-03T09:00:00+00:00", "-1.03", customer_id="cust_001")
     result = run_month(database_url, api, "2025-03")
     assert report_metadata(result)["sent"] == 2
     new = sandbox.events()[before:]
