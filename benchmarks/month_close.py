@@ -9,8 +9,9 @@ database with its clock frozen at the close (00:30 UTC on the 1st of the next mo
 `usage-billing materialize --month M` twice in a child process, as a user would: the first close
 and a no-op re-run. Then the daily history reconciliation job, in process, when the code location
 has one. Per run it prints the wall time, each Dagster step's time (from the run's step events),
-the reported events per second, the child's peak RSS and the peak memory of the PostgreSQL
-backends serving the database (their summed PSS, sampled every 0.2 s). The last table shows how
+the reported events per second, the child's peak RSS (its VmHWM; and the step where its sampled
+RSS peaks) and the peak memory of the PostgreSQL backends serving the database (their summed
+PSS), sampled every 0.2 s. The last table shows how
 each figure grows with N: its ratio to the smallest N and the exponent k of figure ~ N^k (k <= 1
 is at most linear).
 """
@@ -49,6 +50,7 @@ class RunFigures:
 
     seconds: float
     steps: dict[str, float]
+    step_rss_mib: dict[str, float]
     sent: int
     child_rss_mib: float
     postgres_mib: float
@@ -71,12 +73,15 @@ class SizeFigures:
     history_seconds: float | None = None
 
 
-class PostgresMemory:
-    """Peak summed PSS of the PostgreSQL backends connected to one database, sampled in a thread."""
+class Memory:
+    """Samples, every 0.2 s in a thread, the child's RSS and the summed PSS of the PostgreSQL
+    backends connected to one database, with the wall-clock time of each sample."""
 
     def __init__(self, database: str) -> None:
         self.marker = f" {database} "
-        self.peak_kib = 0
+        self.child: psutil.Process | None = None
+        self.samples: list[tuple[float, int, int]] = []  # (time, child RSS KiB, PostgreSQL KiB)
+        self.child_high_water_kib = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -97,12 +102,36 @@ class PostgresMemory:
             pass  # the backend ended between listing and reading
         return 0
 
+    def _child_kib(self) -> int:
+        """The child's RSS now; also keeps the kernel's high-water mark of it (VmHWM), which
+        misses no spike between samples. (wait4's ru_maxrss would not do: it counts the
+        benchmark's own memory, which the child shares between fork and exec.)"""
+        if self.child is None:
+            return 0
+        try:
+            with open(f"/proc/{self.child.pid}/status") as status:
+                fields = dict(line.split(":", 1) for line in status if ":" in line)
+            self.child_high_water_kib = max(
+                self.child_high_water_kib, int(fields["VmHWM"].split()[0])
+            )
+            return int(fields["VmRSS"].split()[0])
+        except (OSError, KeyError, ValueError):
+            return 0  # the child has exited
+
     def _sample(self) -> None:
         while not self._stop.wait(0.2):
-            total = sum(self._pss_kib(pid) for pid in self._backends())
-            self.peak_kib = max(self.peak_kib, total)
+            postgres = sum(self._pss_kib(pid) for pid in self._backends())
+            self.samples.append((time.time(), self._child_kib(), postgres))
 
-    def __enter__(self) -> PostgresMemory:
+    def peak_postgres_mib(self) -> float:
+        return max((sample[2] for sample in self.samples), default=0) / 1024
+
+    def peak_child_mib(self, start: float, end: float) -> float:
+        """The child's largest sampled RSS between two wall-clock times (a step's start and end)."""
+        inside = [rss for at, rss, _ in self.samples if start <= at <= end]
+        return max(inside, default=0) / 1024
+
+    def __enter__(self) -> Memory:
         self._thread.start()
         return self
 
@@ -132,14 +161,15 @@ def seed(url: str, month: str, customers: int, seed_value: int) -> tuple[int, fl
     return loaded, time.perf_counter() - started
 
 
-def step_times(run_id: str) -> tuple[dict[str, float], int]:
-    """Seconds per step key from the run's step events, and reported_usage's `sent` metadata."""
+def step_times(run_id: str) -> tuple[dict[str, tuple[float, float]], int]:
+    """(start, end) wall-clock times per step key from the run's step events, and
+    reported_usage's `sent` metadata."""
     import dagster as dg
 
     from usage_billing.cli import instance
 
     started: dict[str, float] = {}
-    times: dict[str, float] = {}
+    times: dict[str, tuple[float, float]] = {}
     sent = 0
     with instance.get_instance() as dagster:
         for record in dagster.all_logs(run_id):
@@ -152,7 +182,7 @@ def step_times(run_id: str) -> tuple[dict[str, float], int]:
                 dg.DagsterEventType.STEP_SUCCESS,
                 dg.DagsterEventType.STEP_FAILURE,
             ):
-                times[event.step_key] = record.timestamp - started[event.step_key]
+                times[event.step_key] = (started[event.step_key], record.timestamp)
             elif event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
                 materialization = event.event_specific_data.materialization
                 if materialization.asset_key == dg.AssetKey("reported_usage"):
@@ -163,23 +193,25 @@ def step_times(run_id: str) -> tuple[dict[str, float], int]:
 def materialize(month: str, database: str) -> RunFigures:
     """`usage-billing materialize --month M` in a child process, timed and watched."""
     command = [sys.executable, "-m", "usage_billing.cli", "materialize", "--month", month]
-    with PostgresMemory(database) as memory:
+    with Memory(database) as memory:
         started = time.perf_counter()
         child = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True)
+        memory.child = psutil.Process(child.pid)
         output = child.stdout.read() if child.stdout else ""
-        _, status, usage = os.wait4(child.pid, 0)
+        _, status, _ = os.wait4(child.pid, 0)
         seconds = time.perf_counter() - started
     child.returncode = os.waitstatus_to_exitcode(status)
     line = next((line for line in output.splitlines() if line.startswith("run ")), "")
     if not line:
         raise RuntimeError(f"materialize printed no run id:\n{output}")
-    steps, sent = step_times(line.split()[1])
+    spans, sent = step_times(line.split()[1])
     return RunFigures(
         seconds=seconds,
-        steps=steps,
+        steps={step: end - start for step, (start, end) in spans.items()},
+        step_rss_mib={step: memory.peak_child_mib(*span) for step, span in spans.items()},
         sent=sent,
-        child_rss_mib=usage.ru_maxrss / 1024,
-        postgres_mib=memory.peak_kib / 1024,
+        child_rss_mib=memory.child_high_water_kib / 1024,
+        postgres_mib=memory.peak_postgres_mib(),
         success=child.returncode == 0,
     )
 
@@ -194,7 +226,8 @@ def history_reconciliation() -> float | None:
     job = defs.resolve_job_def(HISTORY_JOB)
     with instance.get_instance() as dagster:
         started = time.perf_counter()
-        result = job.execute_in_process(instance=dagster, raise_on_error=False)
+        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        result = job.execute_in_process(instance=dagster, raise_on_error=False, run_config=quiet)
         seconds = time.perf_counter() - started
     if not result.success:
         raise RuntimeError("the history reconciliation failed on a clean close")
@@ -282,6 +315,12 @@ def report(sizes: list[SizeFigures]) -> None:
         row("  events sent", [r.sent for r in runs])
         row("  events/s of reported_usage", [r.events_per_second for r in runs])
         row("  peak RSS of the run", [r.child_rss_mib for r in runs], " (MiB)")
+        heaviest = max(_step_names(sizes), key=lambda step: runs[-1].step_rss_mib.get(step, 0))
+        row(
+            f"    sampled peak in {display(heaviest)}",
+            [r.step_rss_mib.get(heaviest) for r in runs],
+            " (MiB)",
+        )
         row("  peak PSS of PostgreSQL backends", [r.postgres_mib for r in runs], " (MiB)")
     row("daily history reconciliation job", [s.history_seconds for s in sizes], " (s)")
     first, rerun = "first close", "no-op re-run"
