@@ -55,12 +55,13 @@ _MONTH_REPORTED = sa.text("""
 SELECT EXISTS (
   SELECT 1 FROM usage_ledger WHERE window_start >= :period_start AND window_start < :period_end)
 """)
-# Raw rows per UTC day of some raw metrics over [period_start, period_end), empty days included.
-_RAW_ROWS_PER_DAY = sa.text("""
+# Whether each UTC day of [period_start, period_end) has raw rows of some raw metrics: one index
+# probe per day (raw_metrics_metric_occurred_idx), not a count of the month's rows.
+_RAW_DAYS = sa.text("""
 SELECT d.day::date AS day,
-       (SELECT count(*) FROM raw_metrics
-        WHERE metric = ANY(:metrics)
-          AND occurred_at >= d.day AND occurred_at < d.day + interval '1 day') AS rows
+       EXISTS (SELECT 1 FROM raw_metrics
+               WHERE metric = ANY(:metrics)
+                 AND occurred_at >= d.day AND occurred_at < d.day + interval '1 day') AS has_rows
 FROM generate_series(:period_start, :period_end - interval '1 day', interval '1 day') AS d(day)
 ORDER BY 1
 """)
@@ -223,11 +224,11 @@ def build_raw_data_gap_check(collector: Collector) -> dg.AssetChecksDefinition:
             return result({"empty_days": []}, dg.AssetCheckSeverity.WARN)
         params = {"metrics": metrics, "period_start": start, "period_end": end}
         with warehouse.get_engine().begin() as conn:
-            days = conn.execute(_RAW_ROWS_PER_DAY, params).all()
-        with_data = sum(1 for day in days if day.rows)
+            days = conn.execute(_RAW_DAYS, params).all()
+        with_data = sum(1 for day in days if day.has_rows)
         normal = days and with_data / len(days) >= NORMAL_DAYS_SHARE
         empty = [
-            {"metric": collector.billable_metric, "day": str(d.day)} for d in days if not d.rows
+            {"metric": collector.billable_metric, "day": str(d.day)} for d in days if not d.has_rows
         ]
         return result(
             {"empty_days": empty if normal else []},
