@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -117,11 +118,12 @@ def metric_ids(
     `/v1/usage` over [start, end) (one page unless a metric has no rows there: then it reads on,
     and a metric never seen has no usage in the range at all)."""
     wanted, found = set(names), {}
-    for row in api.usage(rfc3339(start), rfc3339(end)):
-        if row["billable_metric_name"] in wanted:
-            found[row["billable_metric_name"]] = row["billable_metric_id"]
-            if len(found) == len(wanted):
-                break
+    with closing(api.usage(rfc3339(start), rfc3339(end))) as rows:  # stop paging at the break
+        for row in rows:
+            if row["billable_metric_name"] in wanted:
+                found[row["billable_metric_name"]] = row["billable_metric_id"]
+                if len(found) == len(wanted):
+                    break
     return found
 
 
