@@ -193,7 +193,18 @@ def test_month_reconciliation_counts_corrections_for_the_window_they_correct(
     assert _reconcile_month(database_url, api, "2025-03").passed
 
 
-MARCH_3 = "2025-03-03T10:00:00+00:00"
+def _report_february_and_march(
+    engine: sa.Engine, database_url: str, api: BillingApiResource, *lines: str
+) -> None:
+    """cust_a: 7 events_sent on February 3 (a correction by now), 1 on March 2; and `lines`."""
+    _load(
+        engine,
+        sent("old", "2025-02-03T10:00:00+00:00", 7),
+        sent("march", "2025-03-02T10:00:00+00:00", 1),
+        *lines,
+    )
+    assert run_month(database_url, api, "2025-02").success
+    assert run_month(database_url, api, "2025-03").success
 
 
 class RecordingClient:
@@ -211,17 +222,10 @@ class RecordingClient:
 def test_a_month_costs_one_grouped_query_plus_one_for_later_corrections(
     engine: sa.Engine, database_url: str, sandbox: Sandbox, api: BillingApiResource, now: Any
 ) -> None:
-    _load(
-        engine,
-        sent("old", "2025-02-03T10:00:00+00:00", 7),
-        sent("march", "2025-03-02T10:00:00+00:00", 1),
-        *(
-            sent(f"c{n}", "2025-03-03T10:00:00+00:00", 1, customer_id=f"c{n:03}")
-            for n in range(150)
-        ),
+    more = (
+        sent(f"c{n}", "2025-03-03T10:00:00+00:00", 1, customer_id=f"c{n:03}") for n in range(150)
     )
-    assert run_month(database_url, api, "2025-02").success
-    assert run_month(database_url, api, "2025-03").success
+    _report_february_and_march(engine, database_url, api, *more)
     client = RecordingClient(api.get_client())
     # The current month: its windows cannot have corrections yet. The probe for the metrics' ids
     # stops after its first page of 100 rows, though the answer has 151 customers.
@@ -245,13 +249,7 @@ def test_a_month_costs_one_grouped_query_plus_one_for_later_corrections(
 def test_history_reconciliation_compares_every_month_in_its_own_job(
     engine: sa.Engine, database_url: str, sandbox: Sandbox, api: BillingApiResource
 ) -> None:
-    _load(
-        engine,
-        sent("old", "2025-02-03T10:00:00+00:00", 7),
-        sent("march", "2025-03-02T10:00:00+00:00", 1),
-    )
-    assert run_month(database_url, api, "2025-02").success
-    assert run_month(database_url, api, "2025-03").success
+    _report_february_and_march(engine, database_url, api)
     resources = {"warehouse": WarehouseResource(database_url=database_url), "billing_api": api}
 
     def history() -> dg.AssetCheckEvaluation:
