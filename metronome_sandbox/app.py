@@ -163,11 +163,9 @@ class SandboxApi:
         """POST /v1/usage."""
         query = usage.parse_query(await read_json(request), self.metrics)
         cursor = request.query_params.get("next_page")
-        offset = usage.decode_cursor(cursor, query) if cursor else 0
+        start = usage.decode_cursor(cursor, query) if cursor else None
         limit = _page_limit(request.query_params.get("limit"), self.page_size)
-        data, next_page = await run_in_threadpool(
-            usage.usage_page, self.store, query, offset, limit
-        )
+        data, next_page = await run_in_threadpool(usage.usage_page, self.store, query, start, limit)
         return json_response({"data": data, "next_page": next_page})
 
     async def search(self, request: Request) -> Response:

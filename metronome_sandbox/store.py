@@ -143,21 +143,44 @@ class Store:
             )
             return [_stored_event(row, is_duplicate=row.is_duplicate) for row in result]
 
+    def usage_customers(
+        self,
+        event_types: Sequence[str],
+        starting_on: dt.datetime,
+        ending_before: dt.datetime,
+        from_customer: str,
+        count: int,
+    ) -> list[str]:
+        """Up to `count` customers with usage of these event types in the range, in byte order,
+        from `from_customer` on (sql/usage_customers.sql; '' from the first)."""
+        parameters = {
+            "event_types": list(event_types),
+            "starting_on": starting_on,
+            "ending_before": ending_before,
+            "from_customer": from_customer,
+            "count": count,
+        }
+        with self.engine.connect() as conn:
+            result = conn.execute(sa.text(read_sql("usage_customers.sql")), parameters)
+            return list(result.scalars())
+
     def usage(
         self,
         metrics: Sequence[dict[str, str | None]],
         starting_on: dt.datetime,
         ending_before: dt.datetime,
         stride: dt.timedelta,
-        customer_ids: Sequence[str] | None,
+        customer_ids: Sequence[str],
     ) -> list[UsageAggregate]:
-        """Sums per customer, metric and window (and group value) of sql/usage.sql."""
+        """Sums per customer, metric and window (and group value) of sql/usage.sql, for these
+        customers."""
         parameters = {
             "metrics": jsonutil.dumps(list(metrics)),
+            "event_types": sorted({str(metric["event_type"]) for metric in metrics}),
             "starting_on": starting_on,
             "ending_before": ending_before,
             "stride": stride,
-            "customer_ids": None if customer_ids is None else list(customer_ids),
+            "customer_ids": list(customer_ids),
         }
         with self.engine.connect() as conn:
             result = conn.execute(sa.text(read_sql("usage.sql")), parameters)

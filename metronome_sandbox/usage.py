@@ -1,9 +1,13 @@
-"""POST /v1/usage: parse the query, aggregate through the store, page the answer.
+"""POST /v1/usage: parse the query, page the answer by customer, aggregate one page at a time.
 
 Chosen where Metronome does not document: every requested (or seen) customer gets one row per
 billable metric queried (all of them when `billable_metrics` is absent) and per window, value 0
 when nothing matched; `groups` maps each group value seen in the window (or each requested value,
 null when it had no events) to its sum; events without the group key count in `value` only.
+
+Pages are keyset pages over customers: a cursor names the customer (and the row of its block) where
+the next page starts, so a page aggregates only its own customers and costs the same whether it is
+the first or the hundredth.
 """
 
 from __future__ import annotations
@@ -60,6 +64,11 @@ class UsageQuery:
     def window_count(self) -> int:
         """Number of windows in [starting_on, ending_before)."""
         return (self.ending_before - self.starting_on) // self.stride
+
+    @property
+    def rows_per_customer(self) -> int:
+        """Rows of the answer per customer: one per metric queried and window."""
+        return len(self.metrics) * self.window_count
 
     def fingerprint(self) -> str:
         """A short digest binding a page cursor to this query."""
@@ -161,23 +170,44 @@ def parse_query(body: Any, known: Sequence[BillableMetric]) -> UsageQuery:
     )
 
 
-def encode_cursor(offset: int, query: UsageQuery) -> str:
-    """An opaque next_page cursor."""
-    raw = jsonutil.dumps({"offset": offset, "query": query.fingerprint()})
+@dataclass(frozen=True)
+class Position:
+    """Where a page starts: the `row`-th row of a customer's block of rows. The customer is its
+    id when the answer lists the customers with usage (keyset: byte order of ids), or its index
+    in the request's `customer_ids` when the request names them."""
+
+    customer: str | int
+    row: int
+
+
+def encode_cursor(position: Position, query: UsageQuery) -> str:
+    """An opaque next_page cursor, bound to the query."""
+    raw = jsonutil.dumps(
+        {"customer": position.customer, "row": position.row, "query": query.fingerprint()}
+    )
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, query: UsageQuery) -> int:
-    """The row offset of a cursor made by encode_cursor for the same query."""
+def decode_cursor(cursor: str, query: UsageQuery) -> Position:
+    """The position of a cursor made by encode_cursor for the same query."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         raw = jsonutil.loads(base64.urlsafe_b64decode(padded.encode()))
-        offset, fingerprint = raw["offset"], raw["query"]
+        customer, row, fingerprint = raw["customer"], raw["row"], raw["query"]
     except (ValueError, binascii.Error, TypeError, KeyError):
         raise ValidationError("next_page is not a valid cursor") from None
-    if fingerprint != query.fingerprint() or not isinstance(offset, int) or offset < 0:
+    if fingerprint != query.fingerprint():
         raise ValidationError("next_page belongs to a different query: re-send the same body")
-    return offset
+    customer_type = str if query.customer_ids is None else int
+    valid = (
+        type(customer) is customer_type
+        and type(row) is int
+        and 0 <= row < query.rows_per_customer
+        and (customer_type is str or customer >= 0)
+    )
+    if not valid:
+        raise ValidationError("next_page is not a valid cursor")
+    return Position(customer, row)
 
 
 class _Aggregates:
@@ -192,13 +222,12 @@ class _Aggregates:
                 self.groups.setdefault(key, {})[row.group_value] = row.value
             else:
                 self.totals[key] = row.value
-        self.customers = sorted({customer for customer, _, _ in self.totals})
 
 
-def _row(query: UsageQuery, aggregates: _Aggregates, index: int, customers: Sequence[str]) -> Any:
-    windows, metrics = query.window_count, len(query.metrics)
-    customer = customers[index // (windows * metrics)]
-    metric_query = query.metrics[index // windows % metrics]
+def _row(query: UsageQuery, aggregates: _Aggregates, customer: str, index: int) -> Any:
+    """Row `index` of a customer's block: metrics in query order, windows in time order."""
+    windows = query.window_count
+    metric_query = query.metrics[index // windows]
     start = query.starting_on + query.stride * (index % windows)
     key = (customer, metric_query.metric.id, start)
     row: dict[str, Any] = {
@@ -216,10 +245,36 @@ def _row(query: UsageQuery, aggregates: _Aggregates, index: int, customers: Sequ
     return row
 
 
+def _page_customers(
+    store: Store, query: UsageQuery, start: Position | None, count: int
+) -> tuple[list[str], list[str | int]]:
+    """Up to `count` customers from the page's start on, with the cursor key of each."""
+    if query.customer_ids is not None:
+        named = list(dict.fromkeys(query.customer_ids))
+        first = int(start.customer) if start else 0
+        chosen = named[first : first + count]
+        return chosen, list(range(first, first + len(chosen)))
+    event_types = sorted({q.metric.event_type for q in query.metrics})
+    after = str(start.customer) if start else ""
+    chosen = store.usage_customers(
+        event_types, query.starting_on, query.ending_before, after, count
+    )
+    return chosen, list(chosen)
+
+
 def usage_page(
-    store: Store, query: UsageQuery, offset: int, limit: int
+    store: Store, query: UsageQuery, start: Position | None, limit: int
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of usage rows from `offset` and the cursor of the next page (None at the end)."""
+    """One page of at most `limit` usage rows from `start` (None: the first page) and the cursor
+    of the next page (None at the end). Rows come per customer, each customer's block holding
+    every metric queried and every window; only the page's customers are aggregated."""
+    per_customer = query.rows_per_customer
+    if per_customer == 0:
+        return [], None
+    skip = start.row if start else 0
+    covering = -(-(skip + limit) // per_customer)  # customers the page's rows come from
+    customers, keys = _page_customers(store, query, start, covering + 1)  # +1: is there more?
+    covered = customers[:covering]
     metrics = [
         {
             "metric_id": q.metric.id,
@@ -229,13 +284,17 @@ def usage_page(
         }
         for q in query.metrics
     ]
-    rows = store.usage(
-        metrics, query.starting_on, query.ending_before, query.stride, query.customer_ids
+    aggregates = _Aggregates(
+        store.usage(metrics, query.starting_on, query.ending_before, query.stride, covered)
+        if covered
+        else []
     )
-    aggregates = _Aggregates(rows)
-    explicit = query.customer_ids is not None
-    customers = list(dict.fromkeys(query.customer_ids or ())) if explicit else aggregates.customers
-    total = len(customers) * len(query.metrics) * query.window_count
-    end = min(offset + limit, total)
-    data = [_row(query, aggregates, index, customers) for index in range(offset, end)]
-    return data, encode_cursor(end, query) if end < total else None
+    end = min(skip + limit, len(covered) * per_customer)
+    data = [
+        _row(query, aggregates, covered[index // per_customer], index % per_customer)
+        for index in range(skip, end)
+    ]
+    following = end // per_customer
+    if following >= len(customers):
+        return data, None
+    return data, encode_cursor(Position(keys[following], end % per_customer), query)

@@ -1,8 +1,9 @@
 """Asset checks: reporting gaps, reconciliation with the billing API, raw-data gaps, invalid values.
 
 Every failed check says exactly which customers, metrics and days are affected (metadata `problems`,
-the first 50 of them, and their count). Checks of reported usage look at every partition; checks
-that run inside a partition's run (invalid values, raw-data gaps) look at that partition.
+the first 50 of them, and their count). Checks that run inside a partition's run (invalid values,
+raw-data gaps, the month's reconciliation with the billing API) look at that partition; reporting
+gaps look at every partition, and the daily history reconciliation at every month.
 """
 
 import datetime as dt
@@ -14,12 +15,12 @@ import dagster as dg
 import sqlalchemy as sa
 
 from usage_assets.assets.aggregated_usage import usage_asset_key
+from usage_assets.assets.billing_api_usage import billing_api_usage
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
 from usage_assets.partitions import monthly_partitions
-from usage_billing import periods, reporting, sql
+from usage_billing import periods, reconcile, reporting, sql
 from usage_billing.collectors import Collector, collectors
-from usage_billing.reporting import rfc3339
 from usage_billing.resources import BillingApiResource, WarehouseResource
 
 SHOWN = 50
@@ -54,18 +55,13 @@ _MONTH_REPORTED = sa.text("""
 SELECT EXISTS (
   SELECT 1 FROM usage_ledger WHERE window_start >= :period_start AND window_start < :period_end)
 """)
-_LEDGER_ACKNOWLEDGED = sa.text("""
-SELECT customer_id, event_type AS metric, sum(acknowledged) AS acknowledged
-FROM usage_ledger
-GROUP BY customer_id, event_type
-HAVING sum(acknowledged) <> 0
-""")
-# Raw rows per UTC day of some raw metrics over [period_start, period_end), empty days included.
-_RAW_ROWS_PER_DAY = sa.text("""
+# Whether each UTC day of [period_start, period_end) has raw rows of some raw metrics: one index
+# probe per day (raw_metrics_metric_occurred_idx), not a count of the month's rows.
+_RAW_DAYS = sa.text("""
 SELECT d.day::date AS day,
-       (SELECT count(*) FROM raw_metrics
-        WHERE metric = ANY(:metrics)
-          AND occurred_at >= d.day AND occurred_at < d.day + interval '1 day') AS rows
+       EXISTS (SELECT 1 FROM raw_metrics
+               WHERE metric = ANY(:metrics)
+                 AND occurred_at >= d.day AND occurred_at < d.day + interval '1 day') AS has_rows
 FROM generate_series(:period_start, :period_end - interval '1 day', interval '1 day') AS d(day)
 ORDER BY 1
 """)
@@ -136,37 +132,51 @@ def reporting_gaps(warehouse: WarehouseResource) -> dg.AssetCheckResult:
     return result(findings)
 
 
+def _reconciliation(
+    warehouse: WarehouseResource,
+    billing_api: BillingApiResource,
+    months: list[str],
+    now: dt.datetime,
+) -> dg.AssetCheckResult:
+    found, compared = reconcile.mismatches(
+        warehouse.get_engine(), billing_api.get_client(), months, now
+    )
+    return result(
+        {"mismatches": [mismatch.to_json() for mismatch in found]},
+        compared=compared,
+        months=dg.MetadataValue.json(months),
+    )
+
+
 @dg.asset_check(
     asset=reported_usage,
-    description="The billing API's own /v1/usage totals equal "
-    "the ledger's acknowledged totals, per customer and billable metric.",
+    description="For the run's month (the current month outside a partition's run): the billing "
+    "API's own /v1/usage equals the ledger's acknowledged usage, per customer and billable "
+    "metric; corrections dated later count for the window they correct. One query over every "
+    "metric, paged; all months are compared daily by billing_api_history_reconciliation.",
 )
 def billing_api_reconciliation(
+    context: dg.AssetCheckExecutionContext,
+    warehouse: WarehouseResource,
+    billing_api: BillingApiResource,
+) -> dg.AssetCheckResult:
+    now = periods.now()
+    month = context.partition_key if context.has_partition_key else periods.month_of(now)
+    return _reconciliation(warehouse, billing_api, [month], now)
+
+
+@dg.asset_check(
+    asset=billing_api_usage.key,
+    description="Daily, every month from the first partition on: the billing API's own /v1/usage "
+    "equals the ledger's acknowledged usage, per month, customer and billable metric, corrections "
+    "counted for the window they correct. One query per month over every metric, paged; runs in "
+    "its own job, never inside a partition's run.",
+)
+def billing_api_history_reconciliation(
     warehouse: WarehouseResource, billing_api: BillingApiResource
 ) -> dg.AssetCheckResult:
     now = periods.now()
-    start = periods.month_bounds(periods.FIRST_MONTH)[0]
-    until = periods.day_start(now) + dt.timedelta(days=1)
-    api_totals: dict[tuple[str, str], Decimal] = {}
-    for row in billing_api.get_client().usage(rfc3339(start), rfc3339(until)):
-        value = Decimal(row["value"] or 0)
-        if value:
-            key = (row["customer_id"], row["billable_metric_name"])
-            api_totals[key] = api_totals.get(key, Decimal(0)) + value
-    with warehouse.get_engine().begin() as conn:
-        rows = conn.execute(_LEDGER_ACKNOWLEDGED)
-        ledger = {(r.customer_id, r.metric): r.acknowledged for r in rows}
-    mismatches = [
-        {
-            "customer_id": customer,
-            "metric": metric,
-            "ledger": str(ledger.get((customer, metric), 0)),
-            "billing_api": str(api_totals.get((customer, metric), 0)),
-        }
-        for customer, metric in sorted(set(ledger) | set(api_totals))
-        if ledger.get((customer, metric), 0) != api_totals.get((customer, metric), 0)
-    ]
-    return result({"mismatches": mismatches}, compared=len(set(ledger) | set(api_totals)))
+    return _reconciliation(warehouse, billing_api, periods.partition_months(now), now)
 
 
 @dg.asset_check(
@@ -214,11 +224,11 @@ def build_raw_data_gap_check(collector: Collector) -> dg.AssetChecksDefinition:
             return result({"empty_days": []}, dg.AssetCheckSeverity.WARN)
         params = {"metrics": metrics, "period_start": start, "period_end": end}
         with warehouse.get_engine().begin() as conn:
-            days = conn.execute(_RAW_ROWS_PER_DAY, params).all()
-        with_data = sum(1 for day in days if day.rows)
+            days = conn.execute(_RAW_DAYS, params).all()
+        with_data = sum(1 for day in days if day.has_rows)
         normal = days and with_data / len(days) >= NORMAL_DAYS_SHARE
         empty = [
-            {"metric": collector.billable_metric, "day": str(d.day)} for d in days if not d.rows
+            {"metric": collector.billable_metric, "day": str(d.day)} for d in days if not d.has_rows
         ]
         return result(
             {"empty_days": empty if normal else []},
@@ -233,6 +243,7 @@ def build_raw_data_gap_check(collector: Collector) -> dg.AssetChecksDefinition:
 checks = [
     reporting_gaps,
     billing_api_reconciliation,
+    billing_api_history_reconciliation,
     invalid_values,
     *(build_raw_data_gap_check(c) for c in collectors().values()),
 ]

@@ -11,11 +11,12 @@ import os
 import dagster as dg
 
 from usage_assets.assets.aggregated_usage import usage_assets
+from usage_assets.assets.billing_api_usage import billing_api_usage
 from usage_assets.assets.raw_metrics import raw_metrics
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
 from usage_assets.checks import checks
-from usage_assets.jobs import dlq_redrive_job, usage_billing_job
+from usage_assets.jobs import billing_api_history_job, dlq_redrive_job, usage_billing_job
 from usage_assets.schedules import schedules
 from usage_assets.sensors import (
     build_check_alert_sensor,
@@ -37,9 +38,9 @@ def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
 defs = dg.Definitions(
     # Each step is one SQL statement or one send loop: a process per step would cost more than it.
     executor=dg.in_process_executor,
-    assets=[raw_metrics, *usage_assets, usage_events, reported_usage],
+    assets=[raw_metrics, *usage_assets, usage_events, reported_usage, billing_api_usage],
     asset_checks=checks,
-    jobs=[usage_billing_job, dlq_redrive_job],
+    jobs=[usage_billing_job, billing_api_history_job, dlq_redrive_job],
     schedules=schedules,
     sensors=[
         retry_failed_partitions,

@@ -1,7 +1,8 @@
-"""Jobs: the whole monthly pipeline, and the dead-letter redrive."""
+"""Jobs: the whole monthly pipeline, the daily history reconciliation, the dead-letter redrive."""
 
 import dagster as dg
 
+from usage_assets.assets.billing_api_usage import billing_api_usage
 from usage_billing import periods, reporting
 from usage_billing.resources import BillingApiResource, WarehouseResource
 
@@ -10,6 +11,13 @@ usage_billing_job = dg.define_asset_job(
     "usage_billing",
     selection=dg.AssetSelection.groups("aggregated_usage", "reporting"),
     description="Collect, build usage events and report one month.",
+)
+
+# Only the checks of billing_api_usage (never materialized): every month against the billing API.
+billing_api_history_job = dg.define_asset_job(
+    "billing_api_history_reconciliation",
+    selection=dg.AssetSelection.checks_for_assets(billing_api_usage.key),
+    description="Reconcile every month with the billing API's own /v1/usage.",
 )
 
 

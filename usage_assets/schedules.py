@@ -1,4 +1,5 @@
-"""Schedules: keep the current month fresh, close the last one, sweep restatement horizons.
+"""Schedules: keep the current month fresh, close the last one, sweep restatement horizons,
+reconcile every month with the billing API once a day.
 
 All run in UTC and start RUNNING (the daemon of `usage-billing ui` or `dagster dev` evaluates them).
 """
@@ -7,7 +8,7 @@ import datetime as dt
 
 import dagster as dg
 
-from usage_assets.jobs import usage_billing_job
+from usage_assets.jobs import billing_api_history_job, usage_billing_job
 from usage_assets.partitions import monthly_partitions
 from usage_billing.collectors import collectors
 from usage_billing.periods import FIRST_MONTH, month_of, previous_month
@@ -73,4 +74,15 @@ def restatement_sweep(context: dg.ScheduleEvaluationContext) -> list[dg.RunReque
     ]
 
 
-schedules = [current_month_hourly, monthly_close, restatement_sweep]
+history_reconciliation_daily = dg.ScheduleDefinition(
+    name="history_reconciliation_daily",
+    job=billing_api_history_job,
+    cron_schedule="0 5 * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="05:00 UTC daily, after the restatement sweep: compare every month with the "
+    "billing API's own /v1/usage (each run compares only its own month).",
+)
+
+
+schedules = [current_month_hourly, monthly_close, restatement_sweep, history_reconciliation_daily]

@@ -1,8 +1,9 @@
 -- Sum of each billable metric's property per customer and window, plus per group value when the
--- query groups that metric. :metrics is a JSON array of {metric_id, event_type, property,
--- group_key}; windows are :stride long, aligned on :starting_on. Non-numeric property values
--- count as nothing, like a missing property. Rows with group_value_present = false are
--- the ungrouped totals.
+-- query groups that metric, for the customers of one page (:customer_ids). :metrics is a JSON
+-- array of {metric_id, event_type, property, group_key}; windows are :stride long, aligned on
+-- :starting_on. Non-numeric property values count as nothing, like a missing property. Rows with
+-- group_value_present = false are the ungrouped totals. The customers lead the index
+-- sandbox_events_by_customer: the cost is that of the page's customers, not of the whole answer.
 WITH metrics AS (
     SELECT *
     FROM jsonb_to_recordset(CAST(:metrics AS jsonb)) AS m(
@@ -21,12 +22,10 @@ matched AS (
     FROM sandbox_events e
     JOIN metrics m ON m.event_type = e.event_type
     WHERE NOT e.is_duplicate
+      AND e.customer_id COLLATE "C" = ANY(CAST(:customer_ids AS text[]))
+      AND e.event_type = ANY(CAST(:event_types AS text[]))
       AND e.event_time >= CAST(:starting_on AS timestamptz)
       AND e.event_time < CAST(:ending_before AS timestamptz)
-      AND (
-          CAST(:customer_ids AS text[]) IS NULL
-          OR e.customer_id = ANY(CAST(:customer_ids AS text[]))
-      )
 )
 SELECT
     customer_id,

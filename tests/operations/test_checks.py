@@ -4,6 +4,7 @@ clean run."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import dagster as dg
 import httpx
@@ -12,7 +13,7 @@ import sqlalchemy as sa
 
 from metronome_sandbox.settings import DEV_TOKEN
 from tests.helpers import sent, store_raw
-from tests.pipeline import Sandbox, aggregate, run_month
+from tests.pipeline import NOW, Sandbox, aggregate, run_month
 from usage_assets.assets.aggregated_usage import usage_assets
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
@@ -22,7 +23,9 @@ from usage_assets.checks import (
     invalid_values,
     reporting_gaps,
 )
-from usage_billing import loader
+from usage_assets.definitions import defs
+from usage_billing import loader, reconcile
+from usage_billing.billing_api import BillingApiClient
 from usage_billing.collectors import collectors
 from usage_billing.resources import BillingApiResource, WarehouseResource
 
@@ -90,28 +93,219 @@ def test_reporting_gaps_find_unreported_truth_and_months_never_reported(
     ]
 
 
+def _ingest(sandbox: Sandbox, *events: dict) -> None:
+    """Events someone else sent straight to the billing API."""
+    headers = {"Authorization": f"Bearer {DEV_TOKEN}"}
+    httpx.post(f"{sandbox.url}/v1/ingest", json=list(events), headers=headers).raise_for_status()
+
+
+def _set_clock(sandbox: Sandbox, when: str) -> None:
+    response = httpx.post(
+        f"{sandbox.url}/sandbox/clock", json={"now": when}, headers=sandbox.headers
+    )
+    response.raise_for_status()
+
+
+def _stray(
+    name: str, timestamp: str, value: str, metric: str = "events_sent", **properties: str
+) -> dict:
+    return {
+        "transaction_id": f"sent-by-someone-else-{name}",
+        "customer_id": properties.pop("customer_id", "cust_a"),
+        "event_type": metric,
+        "timestamp": timestamp,
+        "properties": {metric: value, **properties},
+    }
+
+
+def _reconcile_month(database_url: str, api: BillingApiResource, month: str):
+    result = dg.materialize(
+        [*usage_assets, usage_events, reported_usage, billing_api_reconciliation],
+        partition_key=month,
+        resources={"warehouse": WarehouseResource(database_url=database_url), "billing_api": api},
+    )
+    [evaluation] = result.get_asset_check_evaluations()
+    return evaluation
+
+
 def test_reconciliation_catches_usage_the_ledger_does_not_know(
     engine: sa.Engine, database_url: str, sandbox: Sandbox, api: BillingApiResource
 ) -> None:
-    _load(engine, sent("a", "2025-03-02T10:00:00+00:00", "2.5"))
-    assert run_month(database_url, api, "2025-03").success
-    warehouse = WarehouseResource(database_url=database_url)
-    assert billing_api_reconciliation(warehouse=warehouse, billing_api=api).passed
+    _load(
+        engine,
+        sent("a", "2025-03-02T10:00:00+00:00", "2.5"),
+        sent("b", "2025-03-02T11:00:00+00:00", "4", customer_id="cust_b"),
+    )
+    evaluation = _reconcile_month(database_url, api, "2025-03")
+    assert evaluation.passed and evaluation.metadata["compared"].value == 2
 
-    stray = {
-        "transaction_id": "sent-by-someone-else",
-        "customer_id": "cust_a",
-        "event_type": "events_sent",
-        "timestamp": "2025-03-03T00:00:00Z",
-        "properties": {"events_sent": "1"},
-    }
-    headers = {"Authorization": f"Bearer {DEV_TOKEN}"}
-    httpx.post(f"{sandbox.url}/v1/ingest", json=[stray], headers=headers).raise_for_status()
-    result = billing_api_reconciliation(warehouse=warehouse, billing_api=api)
-    assert not result.passed
-    assert _json(result, "mismatches") == [
-        {"customer_id": "cust_a", "metric": "events_sent", "ledger": "2.5", "billing_api": "3.5"}
+    # One customer and one metric the ledger does not know: another metric, another customer
+    # and the same customer's other metric stay quiet.
+    _ingest(sandbox, _stray("x", "2025-03-03T00:00:00Z", "1"))
+    evaluation = _reconcile_month(database_url, api, "2025-03")
+    assert not evaluation.passed
+    assert evaluation.metadata["mismatches"].value == [
+        {
+            "month": "2025-03",
+            "customer_id": "cust_a",
+            "metric": "events_sent",
+            "ledger": "2.5",
+            "billing_api": "3.5",
+        }
     ]
+    # Outside a partition's run the check compares the current month (NOW is in March).
+    context = dg.build_asset_check_context()
+    warehouse = WarehouseResource(database_url=database_url)
+    direct = billing_api_reconciliation(context, warehouse=warehouse, billing_api=api)
+    assert direct.metadata["mismatches"].value == evaluation.metadata["mismatches"].value
+
+
+def test_month_reconciliation_counts_corrections_for_the_window_they_correct(
+    engine: sa.Engine, database_url: str, sandbox: Sandbox, api: BillingApiResource
+) -> None:
+    # NOW is 2025-03-20 12:00: February 3 is past the 34-day backdating limit, so its usage goes
+    # out dated now, with corrects_window; February 25 is still on time.
+    _load(
+        engine,
+        sent("old", "2025-02-03T10:00:00+00:00", 7),
+        sent("recent", "2025-02-25T10:00:00+00:00", 5),
+        sent("march", "2025-03-02T10:00:00+00:00", 1),
+    )
+    assert _reconcile_month(database_url, api, "2025-02").passed
+    assert _reconcile_month(database_url, api, "2025-03").passed
+    correction = next(e for e in sandbox.events() if "corrects_window" in e["properties"])
+    assert correction["timestamp"] == "2025-03-20T12:00:00Z"
+
+    # A correction of February that the ledger never sent, dated in March: February's check
+    # names it, March's still agrees (the correction is not March's usage).
+    stray = _stray("fix", "2025-03-19T00:00:00Z", "-2", corrects_window="2025-02-03T00:00:00Z")
+    _ingest(sandbox, stray)
+    february = _reconcile_month(database_url, api, "2025-02")
+    assert february.metadata["mismatches"].value == [
+        {
+            "month": "2025-02",
+            "customer_id": "cust_a",
+            "metric": "events_sent",
+            "ledger": "12",
+            "billing_api": "10",
+        }
+    ]
+    assert _reconcile_month(database_url, api, "2025-03").passed
+
+
+def _report_february_and_march(
+    engine: sa.Engine, database_url: str, api: BillingApiResource, *lines: str
+) -> None:
+    """cust_a: 7 events_sent on February 3 (a correction by now), 1 on March 2; and `lines`."""
+    _load(
+        engine,
+        sent("old", "2025-02-03T10:00:00+00:00", 7),
+        sent("march", "2025-03-02T10:00:00+00:00", 1),
+        *lines,
+    )
+    assert run_month(database_url, api, "2025-02").success
+    assert run_month(database_url, api, "2025-03").success
+
+
+class RecordingClient:
+    """The real client, remembering each /v1/usage query (range, grouped or not)."""
+
+    def __init__(self, client: BillingApiClient) -> None:
+        self.client = client
+        self.queries: list[tuple[str, str, bool]] = []
+
+    def usage(self, starting_on: str, ending_before: str, billable_metrics=None, **kw: Any):
+        self.queries.append((starting_on, ending_before, billable_metrics is not None))
+        return self.client.usage(starting_on, ending_before, billable_metrics, **kw)
+
+
+def test_a_month_costs_one_grouped_query_plus_one_for_later_corrections(
+    engine: sa.Engine, database_url: str, sandbox: Sandbox, api: BillingApiResource, now: Any
+) -> None:
+    more = (
+        sent(f"c{n}", "2025-03-03T10:00:00+00:00", 1, customer_id=f"c{n:03}") for n in range(150)
+    )
+    _report_february_and_march(engine, database_url, api, *more)
+    client = RecordingClient(api.get_client())
+    # The current month: its windows cannot have corrections yet. The probe for the metrics' ids
+    # stops after its first page of 100 rows, though the answer has 151 customers.
+    found, compared = reconcile.mismatches(engine, client, ["2025-03"], now)
+    assert (found, compared) == ([], 151)
+    assert client.queries == [
+        ("2025-03-01T00:00:00Z", "2025-03-21T00:00:00Z", False),
+        ("2025-03-01T00:00:00Z", "2025-03-21T00:00:00Z", True),
+    ]
+    # A closed month past the backdating limit: its own days, then the days from the first on
+    # which a correction of its windows can be dated (Feb 1 + 34 days - 1 hour) to tomorrow.
+    client.queries.clear()
+    assert reconcile.mismatches(engine, client, ["2025-02"], now) == ([], 1)
+    assert client.queries == [
+        ("2025-02-01T00:00:00Z", "2025-03-21T00:00:00Z", False),
+        ("2025-02-01T00:00:00Z", "2025-03-01T00:00:00Z", True),
+        ("2025-03-06T00:00:00Z", "2025-03-21T00:00:00Z", True),
+    ]
+
+
+def test_history_reconciliation_compares_every_month_in_its_own_job(
+    engine: sa.Engine, database_url: str, sandbox: Sandbox, api: BillingApiResource
+) -> None:
+    _report_february_and_march(engine, database_url, api)
+    resources = {"warehouse": WarehouseResource(database_url=database_url), "billing_api": api}
+
+    def history() -> dg.AssetCheckEvaluation:
+        job = defs.resolve_job_def("billing_api_history_reconciliation")
+        result = job.execute_in_process(resources=resources)
+        [evaluation] = result.get_asset_check_evaluations()
+        assert evaluation.check_name == "billing_api_history_reconciliation"
+        return evaluation
+
+    evaluation = history()
+    assert evaluation.passed and evaluation.metadata["compared"].value == 2
+    # Usage of a month never reported (sent while the API's clock allowed it), and a correction
+    # of February dated March 2: earlier than reporting can date one, so February's own check
+    # does not look there; the history does.
+    january = _stray("jan", "2025-01-20T00:00:00Z", "3", "fin_resolutions", customer_id="cust_b")
+    _set_clock(sandbox, "2025-02-01T00:00:00Z")
+    _ingest(sandbox, january)
+    _set_clock(sandbox, NOW.isoformat())
+    _ingest(
+        sandbox,
+        _stray("early-fix", "2025-03-02T00:00:00Z", "-1", corrects_window="2025-02-03T00:00:00Z"),
+    )
+    assert history().metadata["mismatches"].value == [
+        {
+            "month": "2025-01",
+            "customer_id": "cust_b",
+            "metric": "fin_resolutions",
+            "ledger": "0",
+            "billing_api": "3",
+        },
+        {
+            "month": "2025-02",
+            "customer_id": "cust_a",
+            "metric": "events_sent",
+            "ledger": "7",
+            "billing_api": "6",
+        },
+    ]
+
+
+def test_history_reconciliation_never_runs_inside_a_partition_run() -> None:
+    def checks(job: dg.JobDefinition) -> set[str]:
+        return {key.name for key in job.asset_layer.asset_graph.asset_check_keys}
+
+    graph = defs.resolve_asset_graph()
+    everything = dg.AssetSelection.all().resolve(graph) & graph.materializable_asset_keys
+    as_the_cli_runs = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=everything
+    )
+    for job in (defs.resolve_job_def("usage_billing"), as_the_cli_runs):
+        assert "billing_api_reconciliation" in checks(job)
+        assert "billing_api_history_reconciliation" not in checks(job)
+    history = defs.resolve_job_def("billing_api_history_reconciliation")
+    assert checks(history) == {"billing_api_history_reconciliation"}
+    daily = defs.resolve_schedule_def("history_reconciliation_daily")
+    assert (daily.job_name, daily.cron_schedule) == (history.name, "0 5 * * *")
 
 
 def test_invalid_values_block_the_send_in_the_same_run(

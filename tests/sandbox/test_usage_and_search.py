@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
-from metronome_sandbox import jsonutil
+from metronome_sandbox import jsonutil, usage
 from metronome_sandbox.metrics import load as load_metrics
+from metronome_sandbox.store import Store
 from tests.sandbox.conftest import EVENTS_SENT_ID, event
 
 pytestmark = pytest.mark.integration
@@ -145,6 +147,108 @@ def test_pagination_walks_every_row_once(month_of_events: httpx.Client) -> None:
             break
     assert [len(page) for page in pages[:-1]] == [50] * (len(pages) - 1)
     assert [row for page in pages for row in page] == everything
+
+
+def _walk(client: httpx.Client, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+    rows, cursor = [], None
+    while True:
+        params = {"limit": limit, **({"next_page": cursor} if cursor else {})}
+        body = _usage(client, query, **params)
+        rows += body["data"]
+        cursor = body["next_page"]
+        if cursor is None:
+            return rows
+
+
+def test_pages_of_named_customers_walk_the_same_rows(month_of_events: httpx.Client) -> None:
+    # Repeated and usage-less customers, group_by values, and pages that split a customer.
+    query = {
+        "window_size": "day",
+        "starting_on": DAY_14,
+        "ending_before": DAY_16,
+        "customer_ids": ["cust_b", "nobody", "cust_a", "cust_b"],
+        "billable_metrics": [
+            {"id": FIN_ID},
+            {"id": EVENTS_SENT_ID, "group_by": {"key": "corrects_window"}},
+        ],
+    }
+    everything = _usage(month_of_events, query, limit=1000)["data"]
+    assert [row["customer_id"] for row in everything] == ["cust_b"] * 4 + ["nobody"] * 4 + [
+        "cust_a"
+    ] * 4
+    assert everything[-1]["groups"] == {"2025-01-10": Decimal(-1)}
+    for limit in (1, 3, 4, 5):
+        assert _walk(month_of_events, query, limit) == everything
+
+
+def test_a_walk_continues_where_it_was_when_customers_appear_before_it(
+    month_of_events: httpx.Client,
+) -> None:
+    """Keyset pages: a customer whose first usage arrives mid-walk, sorting before the cursor,
+    neither repeats nor hides rows of the customers still to come."""
+    query = {
+        "window_size": "none",
+        "starting_on": DAY_14,
+        "ending_before": DAY_16,
+        "billable_metrics": [{"id": EVENTS_SENT_ID}],
+    }
+    first = _usage(month_of_events, query, limit=1)
+    assert [row["customer_id"] for row in first["data"]] == ["cust_a"]
+    _ingest(month_of_events, [event("early", "5", customer_id="cust_0", timestamp=DAY_15)])
+    rest = _usage(month_of_events, query, limit=10, next_page=first["next_page"])
+    assert [(row["customer_id"], row["value"]) for row in rest["data"]] == [("cust_b", Decimal(10))]
+    assert rest["next_page"] is None
+
+
+class CountingStore(Store):
+    """The real store, remembering which customers each aggregation covered."""
+
+    def __init__(self, database_url: str) -> None:
+        super().__init__(database_url)
+        self.aggregated: list[list[str]] = []
+
+    def usage(self, metrics: Any, *args: Any) -> Any:
+        self.aggregated.append(list(args[-1]))
+        return super().usage(metrics, *args)
+
+
+def test_a_page_aggregates_only_its_own_customers(client: httpx.Client, database_url: str) -> None:
+    names = [f"cust_{n:02d}" for n in range(30)]
+    _ingest(client, [event(f"e-{name}", "1", customer_id=name) for name in names])
+    query = usage.parse_query(
+        {"window_size": "none", "starting_on": DAY_14, "ending_before": DAY_16},
+        load_metrics(),
+    )
+    store = CountingStore(database_url)
+    try:
+        start, pages = None, 0
+        while True:
+            _, cursor = usage.usage_page(store, query, start, 10)
+            pages += 1
+            if cursor is None:
+                break
+            start = usage.decode_cursor(cursor, query)
+    finally:
+        store.dispose()
+    per_customer = len(load_metrics())
+    assert pages == -(-len(names) * per_customer // 10)
+    # Ten rows span at most three customers' blocks of seven; together the pages aggregate each
+    # customer once, plus once more per page boundary inside its block: never the whole answer.
+    assert all(len(customers) <= 3 for customers in store.aggregated)
+    assert sorted({name for page in store.aggregated for name in page}) == names
+    assert sum(len(customers) for customers in store.aggregated) <= len(names) + pages - 1
+
+
+def test_forged_cursors_are_400(month_of_events: httpx.Client) -> None:
+    query = {"window_size": "hour", "starting_on": DAY_14, "ending_before": DAY_16}
+    cursor = _usage(month_of_events, query, limit=5)["next_page"]
+    payload = jsonutil.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    for forged in ({"row": -1}, {"row": 10**6}, {"customer": 3}, {"row": "5"}, {"row": True}):
+        text = jsonutil.dumps({**payload, **forged})
+        bad = base64.urlsafe_b64encode(text.encode()).decode()
+        response = month_of_events.post("/v1/usage", json=query, params={"next_page": bad})
+        assert response.status_code == 400, forged
+        assert "next_page" in response.json()["message"]
 
 
 def test_default_page_size_is_100(month_of_events: httpx.Client) -> None:
