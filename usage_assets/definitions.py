@@ -11,10 +11,12 @@ import os
 import dagster as dg
 
 from usage_assets.assets.aggregated_usage import usage_assets
+from usage_assets.assets.insights import insights_assets
 from usage_assets.assets.raw_metrics import raw_metrics
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
 from usage_assets.checks import checks
+from usage_assets.insights_schedule import insights_hourly, insights_job
 from usage_assets.jobs import dlq_redrive_job, usage_billing_job
 from usage_assets.schedules import schedules
 from usage_assets.sensors import (
@@ -37,10 +39,10 @@ def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
 defs = dg.Definitions(
     # Each step is one SQL statement or one send loop: a process per step would cost more than it.
     executor=dg.in_process_executor,
-    assets=[raw_metrics, *usage_assets, usage_events, reported_usage],
+    assets=[raw_metrics, *usage_assets, usage_events, reported_usage, *insights_assets],
     asset_checks=checks,
-    jobs=[usage_billing_job, dlq_redrive_job],
-    schedules=schedules,
+    jobs=[usage_billing_job, dlq_redrive_job, insights_job],
+    schedules=[*schedules, insights_hourly],
     sensors=[
         retry_failed_partitions,
         redrive_when_healthy,
