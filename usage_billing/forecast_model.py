@@ -33,13 +33,15 @@ LEVEL_DAYS = 28
 WEEKLY_DAYS = 56
 HALF_LIFE_DAYS = 10.0
 FENCE_IQRS = 3.0
-WEEKDAY_SHRINK_WEEKS = 2.0
+WEEKDAY_SHRINK_WEEKS = 0.5
+MIN_WEEKLY_DAYS = 14  # two weeks before a weekday pattern means anything
 TREND_DAYS = 56
 MIN_TREND_DAYS = 28
 TREND_SE_INFLATION = 3.0  # residuals are autocorrelated (business wanders): slopes are less sure
 DRIFT = 0.03  # unmodelled daily drift of the level, relative: uncertainty grows with the horizon
-TREND_DAMPING = 0.97
+TREND_DAMPING = 0.99
 STOP_PROBABILITY = 1e-3
+SPIKE_EXCESS_CAP = 4.0  # a spike adds at most this many usual days to the spike allowance
 INTERVAL_SCALE = 1.25
 Z80 = 1.2815515655446004  # standard normal quantile of 0.9: an 80 % two-sided interval
 
@@ -166,8 +168,13 @@ def fit(history: np.ndarray, last_day: dt.date) -> Fit:
     seasonal_factor = weekly[:, weekdays]
     deseasonalised = values / seasonal_factor
     flat = np.minimum(deseasonalised, _fence(deseasonalised, seasonal)[:, None])
-    excess = np.where(seasonal, deseasonalised - flat, 0.0)
     seasonal_days = np.maximum(seasonal.sum(axis=1), 1)
+    # What spikes add on average; one freak day (a runaway job at 50x) counts as a big spike, not
+    # as fifty: a single event says little about how often, and how big, the next one will be.
+    typical = np.where(seasonal, flat, 0.0).sum(axis=1) / seasonal_days
+    excess = np.minimum(
+        np.where(seasonal, deseasonalised - flat, 0.0), SPIKE_EXCESS_CAP * typical[:, None]
+    )
 
     trend_window = active & (columns[None, :] >= days - TREND_DAYS)
     level, slope, sigma, level_se, slope_se = _level_and_trend(flat, recent, trend_window, days)
@@ -192,6 +199,8 @@ def fit(history: np.ndarray, last_day: dt.date) -> Fit:
 
 
 def _weekly(clipped: np.ndarray, usable: np.ndarray, weekdays: np.ndarray) -> np.ndarray:
+    """Weekday multipliers (mean 1): weekday means relative to their average, shrunk towards 1
+    by how many weeks back each; all 1 before MIN_WEEKLY_DAYS of history."""
     count = clipped.shape[0]
     sums = np.zeros((count, 7))
     counts = np.zeros((count, 7))
@@ -203,10 +212,20 @@ def _weekly(clipped: np.ndarray, usable: np.ndarray, weekdays: np.ndarray) -> np
         warnings.simplefilter("ignore", RuntimeWarning)  # rows without history: all NaN
         means = sums / counts
         overall = np.nanmean(np.where(counts > 0, means, np.nan), axis=1)
-        raw = means / overall[:, None]
-    shrink = counts / (counts + WEEKDAY_SHRINK_WEEKS)
-    weekly = 1 + (np.nan_to_num(raw, nan=1.0) - 1) * shrink
-    weekly = np.where(np.isfinite(weekly) & (overall[:, None] > 0), weekly, 1.0)
+        raw = np.nan_to_num(means / overall[:, None], nan=1.0)
+        # Empirical Bayes: each weekday's factor is shrunk towards 1 as much as its noise (the
+        # day-to-day spread around the weekday means, over the days behind it) calls for.
+        deviations = np.zeros(count)
+        for weekday in range(7):
+            cols = usable & (weekdays == weekday)[None, :]
+            deviations += np.where(cols, (clipped - means[:, [weekday]]) ** 2, 0.0).sum(axis=1)
+        day_variance = deviations / np.maximum(counts.sum(axis=1) - 7, 1) / overall**2
+        noise = day_variance[:, None] / (counts + WEEKDAY_SHRINK_WEEKS)
+        signal = np.maximum(((raw - 1) ** 2).mean(axis=1) - noise.mean(axis=1), 0.0)[:, None]
+        shrink = np.nan_to_num(signal / (signal + noise), nan=0.0)
+    weekly = 1 + (raw - 1) * shrink
+    enough = usable.sum(axis=1) >= MIN_WEEKLY_DAYS
+    weekly = np.where(np.isfinite(weekly) & (overall[:, None] > 0) & enough[:, None], weekly, 1.0)
     weekly = np.maximum(weekly, 0.05)
     return weekly / weekly.mean(axis=1, keepdims=True)
 

@@ -118,12 +118,17 @@ def _monthly_growth(rng: random.Random) -> float:
 
 
 def profile(
-    customer_id: str, kind: MetricKind, start: dt.date, end: dt.date, seed: int
+    customer_id: str,
+    kind: MetricKind,
+    start: dt.date,
+    end: dt.date,
+    seed: int,
+    scale: float = 1.0,
 ) -> UsageProfile:
-    """A customer's profile for one metric over [start, end)."""
+    """A customer's profile for one metric over [start, end); `scale` multiplies its level."""
     rng = _rng(seed, customer_id, kind.billable_metric, "profile")
     days = (end - start).days
-    level = kind.median_level * math.exp(rng.gauss(0, kind.spread))
+    level = scale * kind.median_level * math.exp(rng.gauss(0, kind.spread))
     lifecycle = rng.choices(["steady", "new", "churned"], weights=[82, 12, 6])[0]
     starts_on = stops_on = None
     if lifecycle == "new":
@@ -146,15 +151,18 @@ def profile(
     )
 
 
-def profiles(customers: int, start: dt.date, end: dt.date, seed: int) -> list[UsageProfile]:
-    """Customers cust_0001.. and the products each uses (at least one), over [start, end)."""
+def profiles(
+    customers: int, start: dt.date, end: dt.date, seed: int, scale: float = 1.0
+) -> list[UsageProfile]:
+    """Customers cust_0001.. and the products each uses (at least one), over [start, end);
+    `scale` multiplies every level (fewer raw rows for tests and timings)."""
     found = []
     for n in range(1, customers + 1):
         customer = f"cust_{n:04d}"
         rng = _rng(seed, customer, "products")
         kinds = [k for k in METRICS.values() if rng.random() < k.share]
         for kind in kinds or [rng.choice(list(METRICS.values()))]:
-            found.append(profile(customer, kind, start, end, seed))
+            found.append(profile(customer, kind, start, end, seed, scale))
     return found
 
 

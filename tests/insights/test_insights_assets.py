@@ -1,0 +1,114 @@
+"""The insight assets through Dagster: downstream of the usage, their own hourly job, metadata a
+finance user reads, and one alert per spike incident through the alerts webhook."""
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from tests.insights.conftest import CLOCK, MONTH, Webhook, steady_events
+from usage_assets.assets.aggregated_usage import usage_assets
+from usage_assets.assets.insights import usage_forecast, usage_spikes
+from usage_assets.definitions import defs
+from usage_assets.insights_schedule import insights_hourly
+from usage_billing import loader
+from usage_billing.resources import AlertsResource, WarehouseResource
+
+pytestmark = pytest.mark.integration
+
+
+def materialize(database_url: str, webhook: Webhook) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        [usage_forecast, usage_spikes],
+        partition_key=MONTH,
+        resources={
+            "warehouse": WarehouseResource(database_url=database_url),
+            "alerts": AlertsResource(webhook_url=webhook.url),
+        },
+    )
+
+
+def metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, object]:
+    [materialization] = result.asset_materializations_for_node(node)
+    return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def test_the_insights_sit_downstream_of_the_usage_and_refresh_hourly() -> None:
+    graph = defs.resolve_asset_graph()
+    usage_keys = {asset.key for asset in usage_assets}
+    for key in (usage_forecast.key, usage_spikes.key):
+        assert graph.get(key).parent_keys == usage_keys
+        assert graph.get(key).partitions_def is not None
+    job = defs.resolve_job_def("insights")
+    assert set(job.asset_layer.executable_asset_keys) == {usage_forecast.key, usage_spikes.key}
+    context = dg.build_schedule_context(scheduled_execution_time=CLOCK)
+    assert insights_hourly(context).partition_key == MONTH
+    assert "insights_hourly" in {s.name for s in defs.schedules}
+
+
+def test_a_spike_alerts_once_and_the_forecast_reads_like_a_report(
+    engine: sa.Engine,
+    database_url: str,
+    webhook: Webhook,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("USAGE_BILLING_NOW", CLOCK.isoformat())
+    first, yesterday, today = dt.date(2025, 1, 20), dt.date(2025, 3, 19), dt.date(2025, 3, 20)
+    lines = [
+        *steady_events("cust_calm", first, today, rows=24, value=10),
+        *steady_events("cust_busy", first, yesterday, rows=24, value=10),
+        *steady_events("cust_busy", today, today, rows=200, value=10, hour=1),  # 2,000 by 09:30
+        *steady_events("cust_old", dt.date(2025, 2, 1), dt.date(2025, 3, 10), rows=24, value=1),
+        *steady_events("cust_old", dt.date(2025, 3, 11), dt.date(2025, 3, 11), rows=240, value=1),
+    ]
+    loader.load_lines(engine, lines, source="t")
+
+    first_run = materialize(database_url, webhook)
+    assert first_run.success
+    spikes = metadata(first_run, "insights__usage_spikes")
+    assert spikes["spikes"] == 2  # today's and the 11th's
+    assert spikes["alerts_sent"] == 1  # the 11th is history, not news
+    [alert] = webhook.received
+    assert "cust_busy" in alert["text"] and "2025-03-20" in alert["text"]
+    assert "day under way" in alert["blocks"][0]["text"]["text"]
+    assert "cust_busy" in spikes["latest_spikes"]
+
+    forecast = metadata(first_run, "insights__usage_forecast")
+    assert forecast["customers"] == 3 and forecast["as_of"] == CLOCK.isoformat()
+    assert "events_sent" in forecast["by_metric"] and "projected month end" in forecast["by_metric"]
+    totals = forecast["totals"]["events_sent"]
+    assert float(totals["month_to_date"]) < float(totals["projected"])
+
+    second_run = materialize(database_url, webhook)
+    assert second_run.success
+    assert metadata(second_run, "insights__usage_spikes")["alerts_sent"] == 0
+    assert len(webhook.received) == 1  # once per incident
+
+
+def test_an_alert_that_cannot_be_delivered_fails_the_run_and_is_sent_by_the_next(
+    engine: sa.Engine,
+    database_url: str,
+    webhook: Webhook,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("USAGE_BILLING_NOW", CLOCK.isoformat())
+    today = dt.date(2025, 3, 20)
+    lines = [
+        *steady_events("cust_busy", dt.date(2025, 1, 20), today - dt.timedelta(days=1), 24, 10),
+        *steady_events("cust_busy", today, today, rows=200, value=10, hour=1),
+    ]
+    loader.load_lines(engine, lines, source="t")
+    unreachable = "http://127.0.0.1:9/hooks/alerts"  # the discard port: nothing listens
+    failed = dg.materialize(
+        [usage_spikes],
+        partition_key=MONTH,
+        resources={
+            "warehouse": WarehouseResource(database_url=database_url),
+            "alerts": AlertsResource(webhook_url=unreachable, timeout_seconds=1),
+        },
+        raise_on_error=False,
+    )
+    assert not failed.success
+    assert materialize(database_url, webhook).success
+    assert len(webhook.received) == 1
