@@ -19,6 +19,10 @@ statsforecast's AutoETS (season 7) when it is installed (`pip install statsforec
 
 Spikes: every day of the test months is judged against its baseline; precision and recall
 against the generator's labels, on complete days and at 09:00 of the day (a day under way).
+
+Speed (`--timing-customers N`): the model alone on N customers x 7 metrics (a month's forecast
+and its spike pass), then `forecasting.forecast_month` end to end on a scratch database holding
+N profiled customers' raw metrics (`--timing-scale` shrinks their volumes), collectors included.
 """
 
 from __future__ import annotations
@@ -26,15 +30,18 @@ from __future__ import annotations
 import argparse
 import calendar
 import datetime as dt
+import json
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 import numpy as np
 
-from benchmarks._common import machine
-from usage_billing import forecast_model, spikes
+from benchmarks._common import machine, scratch_database
+from usage_billing import db, forecast_model, forecasting, loader, spikes
 from usage_billing.synthetic import profiles as usage_profiles
+from usage_billing.synthetic.plan import SeedPlan
 
 START = dt.date(2025, 1, 1)
 END = dt.date(2025, 7, 1)
@@ -242,15 +249,97 @@ def _by_morning(
     return quantity * arrived / np.maximum(parts, 1), arrived
 
 
+def timing_model(customers: int) -> dict[str, float]:
+    """Seconds for the model alone: fit and forecast a month, and the month's spike pass, for
+    every customer x billable metric (random weekly-seasonal series, 84 days)."""
+    rng = np.random.default_rng(0)
+    series = customers * len(usage_profiles.METRICS)
+    days = forecast_model.WEEKLY_DAYS + 28
+    weekly = np.tile(usage_profiles.WEEKLY_SHAPES["business"], days // 7 + 1)[:days]
+    levels = rng.lognormal(3, 1.2, (series, 1))
+    usage = rng.poisson(levels * weekly[None, :] * rng.gamma(20, 1 / 20, (series, days)))
+    usage = usage.astype(float)
+    as_of = dt.date(2025, 3, 12)
+    history = usage[:, : days - 20]
+    rest = [as_of + dt.timedelta(days=n) for n in range(20)]
+    started = time.perf_counter()
+    fitted = forecast_model.fit(history, as_of - dt.timedelta(days=1))
+    mean, variance = fitted.sum_forecast(rest, np.ones(len(rest)))
+    forecast_model.interval(mean, variance)
+    forecast_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    for n in range(11):  # the month's days so far, each against its own baseline
+        column = days - 31 + n
+        day = as_of - dt.timedelta(days=11 - n)
+        spikes.detect(usage[:, max(0, column - 56) : column], day, usage[:, column], 1.0)
+    return {"series": series, "forecast": forecast_seconds, "spikes": time.perf_counter() - started}
+
+
+def timing_database(customers: int, scale: float, seed: int) -> dict[str, float]:
+    """Seconds for `forecasting.forecast_month` and `spikes.month_spikes` on a scratch database
+    with `customers` profiled customers' raw metrics (January to 12 March)."""
+
+    as_of = dt.datetime(2025, 3, 12, 9, tzinfo=dt.UTC)
+    found = usage_profiles.profiles(customers, START, dt.date(2025, 4, 1), seed, scale)
+    plan = SeedPlan(
+        "timing",
+        (),
+        dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+        as_of + dt.timedelta(days=1),
+        as_of,
+        seed,
+    )
+    with scratch_database() as url:
+        engine = db.create_engine(url)
+        started = time.perf_counter()
+        lines = (json.dumps(d) for p in found for d in usage_profiles.raw_documents(plan, p))
+        loaded = loader.load_lines(engine, lines, source="timing").loaded
+        load_seconds = time.perf_counter() - started
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("VACUUM ANALYZE raw_metrics")
+        started = time.perf_counter()
+        forecasts = forecasting.forecast_month(engine, "2025-03", as_of)
+        forecast_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        found_spikes = spikes.month_spikes(engine, "2025-03", as_of)
+        spike_seconds = time.perf_counter() - started
+        engine.dispose()
+    return {
+        "raw_rows": loaded,
+        "load": load_seconds,
+        "forecasts": len(forecasts),
+        "forecast": forecast_seconds,
+        "spikes_found": len(found_spikes),
+        "spikes": spike_seconds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--customers", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--months", choices=("test", "train"), default="test")
-    parser.add_argument("--library-series", type=int, default=1000)
+    parser.add_argument("--library-series", type=int, default=300)
+    parser.add_argument("--timing-customers", type=int, default=0)
+    parser.add_argument("--timing-scale", type=float, default=0.05)
     args = parser.parse_args()
+    if args.timing_customers:
+        print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
+        model = timing_model(args.timing_customers)
+        print(
+            f"model alone, {model['series']:,} series: forecast {model['forecast']:.2f} s, "
+            f"spike pass over 11 days {model['spikes']:.2f} s"
+        )
+        end_to_end = timing_database(args.timing_customers, args.timing_scale, args.seed)
+        print(
+            f"database: {end_to_end['raw_rows']:,} raw rows loaded in {end_to_end['load']:.0f} s; "
+            f"forecast_month {end_to_end['forecast']:.1f} s ({end_to_end['forecasts']:,} "
+            f"forecasts), month_spikes {end_to_end['spikes']:.1f} s "
+            f"({end_to_end['spikes_found']} spikes); load average {os.getloadavg()[0]:.1f}"
+        )
+        return
     months = TEST_MONTHS if args.months == "test" else TRAIN_MONTHS
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
     started = time.perf_counter()
     data = build(args.customers, args.seed)
     print(
@@ -290,7 +379,9 @@ def main() -> None:
             f"| {label} | {scores[f'{name}_labeled']} | {scores[f'{name}_flagged']} | "
             f"{scores[f'{name}_precision']:.3f} | {scores[f'{name}_recall']:.3f} |"
         )
-    print(f"\ntotal time {time.perf_counter() - started:.1f} s")
+    print(
+        f"\ntotal time {time.perf_counter() - started:.1f} s; load average {os.getloadavg()[0]:.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -125,3 +125,21 @@ def test_an_empty_history_forecasts_nothing() -> None:
     fitted, mean, low, high = forecast(np.zeros(HISTORY_DAYS))
     assert mean == low == high == 0
     assert np.isfinite(fitted.weekly).all()
+
+
+def test_no_history_columns_at_all_is_no_usage() -> None:
+    fitted = forecast_model.fit(np.zeros((2, 0)), LAST_DAY)
+    assert (fitted.expected(REST_OF_MARCH) == 0).all()
+
+
+def test_row_quantiles_agree_with_numpy() -> None:
+    rng = np.random.default_rng(6)
+    values = rng.normal(size=(300, 40))
+    values[rng.random(values.shape) < 0.4] = np.nan
+    values[3] = np.nan  # a row without any value
+    values[4, :-1] = np.nan  # a row with one
+    for q in (0.25, 0.75):
+        [mine] = forecast_model._nan_quantiles(values, (q,))
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+            theirs = np.nanquantile(values, q, axis=1)
+        assert np.allclose(mine, theirs, equal_nan=True)
