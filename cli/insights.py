@@ -64,18 +64,16 @@ def cmd_spikes(args: argparse.Namespace) -> int:
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add this module's commands to the `usage-billing` parser."""
-    forecast = commands.add_parser(
-        "forecast", help="projected month-end usage per customer and metric, 80 % interval"
-    )
-    forecast.add_argument("--month", required=True)
-    forecast.add_argument("--customer", help="one customer only")
-    forecast.add_argument("--json", action="store_true")
-    forecast.set_defaults(run=cmd_forecast)
-
-    spike = commands.add_parser(
-        "spikes", help="days with anomalously high usage, the day under way included"
-    )
-    spike.add_argument("--month", required=True)
-    spike.add_argument("--customer", help="one customer only")
-    spike.add_argument("--json", action="store_true")
-    spike.set_defaults(run=cmd_spikes)
+    for name, run, summary in (
+        (
+            "forecast",
+            cmd_forecast,
+            "projected month-end usage per customer and metric, 80 % interval",
+        ),
+        ("spikes", cmd_spikes, "days with anomalously high usage, the day under way included"),
+    ):
+        command = commands.add_parser(name, help=summary)
+        command.add_argument("--month", required=True)
+        command.add_argument("--customer", help="one customer only")
+        command.add_argument("--json", action="store_true")
+        command.set_defaults(run=run)

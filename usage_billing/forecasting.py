@@ -26,8 +26,6 @@ import sqlalchemy as sa
 from usage_billing import forecast_model, periods, usage_history
 from usage_billing.usage_history import DAY, MetricHistory
 
-HISTORY_DAYS = forecast_model.WEEKLY_DAYS  # of history before the month that the model reads
-
 
 @dataclass(frozen=True)
 class DayForecast:
@@ -89,14 +87,7 @@ def forecast_month(
 ) -> list[MetricForecast]:
     """Every (customer, billable metric) with usage in the month or the weeks before it, as of
     `as_of` (the pipeline clock by default), sorted by customer and metric."""
-    as_of = as_of or periods.now()
-    start, end = periods.month_bounds(month)
-    if as_of < start:
-        raise periods.MonthError(f"{month} has not started at {as_of.isoformat()}")
-    first_day = start.date() - dt.timedelta(days=HISTORY_DAYS)
-    histories = usage_history.read(
-        engine, first_day, end.date(), as_of, exact_from=start.date(), customers=customers
-    )
+    histories, as_of = usage_history.read_month(engine, month, as_of, customers)
     forecasts = []
     for history in histories.values():
         forecasts.extend(forecast_metric(history, month, as_of))

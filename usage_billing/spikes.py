@@ -195,12 +195,8 @@ def month_spikes(
 ) -> list[Spike]:
     """Spikes of the month's days so far (the day under way included), as of `as_of` (the
     pipeline clock by default), from raw metrics that occurred by then; by day, customer, metric."""
-    as_of = as_of or periods.now()
+    histories, as_of = usage_history.read_month(engine, month, as_of, customers)
     start, end = periods.month_bounds(month)
-    first_day = start.date() - dt.timedelta(days=forecast_model.WEEKLY_DAYS)
-    histories = usage_history.read(
-        engine, first_day, end.date(), as_of, exact_from=start.date(), customers=customers
-    )
     found = []
     for history in histories.values():
         found.extend(_metric_spikes(history, start.date(), end.date(), as_of))

@@ -25,7 +25,7 @@ from decimal import Decimal
 import numpy as np
 import sqlalchemy as sa
 
-from usage_billing import periods
+from usage_billing import forecast_model, periods
 from usage_billing.collectors import COLLECTOR_WORK_MEM, Collector, collectors
 
 DAY = dt.timedelta(days=1)
@@ -124,6 +124,27 @@ def completion(day: dt.date, as_of: dt.datetime, settling: dt.timedelta) -> floa
     """Share of `day` whose usage a collector settling after `settling` has counted by `as_of`."""
     start = dt.datetime.combine(day, dt.time(), dt.UTC)
     return min(max((as_of - settling - start) / DAY, 0.0), 1.0)
+
+
+# History before a month: what the model reads for the month's first day.
+HISTORY_DAYS = max(forecast_model.WEEKLY_DAYS, forecast_model.TREND_DAYS, forecast_model.LEVEL_DAYS)
+
+
+def read_month(
+    engine: sa.Engine,
+    month: str,
+    as_of: dt.datetime | None = None,
+    customers: Iterable[str] | None = None,
+) -> tuple[dict[str, MetricHistory], dt.datetime]:
+    """The month's days so far and the HISTORY_DAYS before it, as of `as_of` (the pipeline clock
+    by default), exact from the month's first day; and the instant used."""
+    as_of = as_of or periods.now()
+    start, end = periods.month_bounds(month)
+    if as_of < start:
+        raise periods.MonthError(f"{month} has not started at {as_of.isoformat()}")
+    first_day = start.date() - dt.timedelta(days=HISTORY_DAYS)
+    histories = read(engine, first_day, end.date(), as_of, start.date(), customers)
+    return histories, as_of
 
 
 def read(

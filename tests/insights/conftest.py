@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 
+import pytest
 import sqlalchemy as sa
 
 from tests.helpers import sent
@@ -21,6 +22,13 @@ CLOCK = dt.datetime(2025, 3, 20, 9, 30, tzinfo=dt.UTC)  # a Thursday morning
 MONTH = "2025-03"
 
 __all__ = ["CLOCK", "MONTH", "Webhook", "load_profiles", "steady_events"]
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> dt.datetime:
+    """The pipeline clock pinned to CLOCK."""
+    monkeypatch.setenv("USAGE_BILLING_NOW", CLOCK.isoformat())
+    return CLOCK
 
 
 def load_profiles(

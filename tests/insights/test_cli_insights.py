@@ -8,19 +8,13 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from tests.insights.conftest import CLOCK, MONTH, load_profiles, steady_events
+from tests.insights.conftest import MONTH, load_profiles, steady_events
 from usage_billing import cli, loader
 
 pytestmark = pytest.mark.integration
 
 FORECAST_KEYS = {"customer_id", "billable_metric", "month_to_date", "projected", "low", "high"}
 SPIKE_KEYS = {"customer_id", "billable_metric", "day", "quantity", "expected"}
-
-
-@pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> dt.datetime:
-    monkeypatch.setenv("USAGE_BILLING_NOW", CLOCK.isoformat())
-    return CLOCK
 
 
 def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> list[dict]:

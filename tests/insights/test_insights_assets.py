@@ -18,20 +18,32 @@ from usage_billing.resources import AlertsResource, WarehouseResource
 pytestmark = pytest.mark.integration
 
 
-def materialize(database_url: str, webhook: Webhook) -> dg.ExecuteInProcessResult:
+def materialize(
+    database_url: str, webhook_url: str, assets: tuple = (usage_forecast, usage_spikes)
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [usage_forecast, usage_spikes],
+        list(assets),
         partition_key=MONTH,
         resources={
             "warehouse": WarehouseResource(database_url=database_url),
-            "alerts": AlertsResource(webhook_url=webhook.url),
+            "alerts": AlertsResource(webhook_url=webhook_url, timeout_seconds=1),
         },
+        raise_on_error=False,
     )
 
 
 def metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, object]:
     [materialization] = result.asset_materializations_for_node(node)
     return {key: value.value for key, value in materialization.metadata.items()}
+
+
+def busy_this_morning(customer: str) -> list[str]:
+    """A customer with 240 events a day since January, and 2,000 by 01:00 today."""
+    yesterday = CLOCK.date() - dt.timedelta(days=1)
+    return [
+        *steady_events(customer, dt.date(2025, 1, 20), yesterday, rows=24, value=10),
+        *steady_events(customer, CLOCK.date(), CLOCK.date(), rows=200, value=10, hour=1),
+    ]
 
 
 def test_the_insights_sit_downstream_of_the_usage_and_refresh_hourly() -> None:
@@ -47,24 +59,19 @@ def test_the_insights_sit_downstream_of_the_usage_and_refresh_hourly() -> None:
     assert "insights_hourly" in {s.name for s in defs.schedules}
 
 
+@pytest.mark.usefixtures("clock")
 def test_a_spike_alerts_once_and_the_forecast_reads_like_a_report(
-    engine: sa.Engine,
-    database_url: str,
-    webhook: Webhook,
-    monkeypatch: pytest.MonkeyPatch,
+    engine: sa.Engine, database_url: str, webhook: Webhook
 ) -> None:
-    monkeypatch.setenv("USAGE_BILLING_NOW", CLOCK.isoformat())
-    first, yesterday, today = dt.date(2025, 1, 20), dt.date(2025, 3, 19), dt.date(2025, 3, 20)
     lines = [
-        *steady_events("cust_calm", first, today, rows=24, value=10),
-        *steady_events("cust_busy", first, yesterday, rows=24, value=10),
-        *steady_events("cust_busy", today, today, rows=200, value=10, hour=1),  # 2,000 by 09:30
+        *steady_events("cust_calm", dt.date(2025, 1, 20), CLOCK.date(), rows=24, value=10),
+        *busy_this_morning("cust_busy"),
         *steady_events("cust_old", dt.date(2025, 2, 1), dt.date(2025, 3, 10), rows=24, value=1),
         *steady_events("cust_old", dt.date(2025, 3, 11), dt.date(2025, 3, 11), rows=240, value=1),
     ]
     loader.load_lines(engine, lines, source="t")
 
-    first_run = materialize(database_url, webhook)
+    first_run = materialize(database_url, webhook.url)
     assert first_run.success
     spikes = metadata(first_run, "insights__usage_spikes")
     assert spikes["spikes"] == 2  # today's and the 11th's
@@ -80,35 +87,19 @@ def test_a_spike_alerts_once_and_the_forecast_reads_like_a_report(
     totals = forecast["totals"]["events_sent"]
     assert float(totals["month_to_date"]) < float(totals["projected"])
 
-    second_run = materialize(database_url, webhook)
+    second_run = materialize(database_url, webhook.url)
     assert second_run.success
     assert metadata(second_run, "insights__usage_spikes")["alerts_sent"] == 0
     assert len(webhook.received) == 1  # once per incident
 
 
+@pytest.mark.usefixtures("clock")
 def test_an_alert_that_cannot_be_delivered_fails_the_run_and_is_sent_by_the_next(
-    engine: sa.Engine,
-    database_url: str,
-    webhook: Webhook,
-    monkeypatch: pytest.MonkeyPatch,
+    engine: sa.Engine, database_url: str, webhook: Webhook
 ) -> None:
-    monkeypatch.setenv("USAGE_BILLING_NOW", CLOCK.isoformat())
-    today = dt.date(2025, 3, 20)
-    lines = [
-        *steady_events("cust_busy", dt.date(2025, 1, 20), today - dt.timedelta(days=1), 24, 10),
-        *steady_events("cust_busy", today, today, rows=200, value=10, hour=1),
-    ]
-    loader.load_lines(engine, lines, source="t")
+    loader.load_lines(engine, busy_this_morning("cust_busy"), source="t")
     unreachable = "http://127.0.0.1:9/hooks/alerts"  # the discard port: nothing listens
-    failed = dg.materialize(
-        [usage_spikes],
-        partition_key=MONTH,
-        resources={
-            "warehouse": WarehouseResource(database_url=database_url),
-            "alerts": AlertsResource(webhook_url=unreachable, timeout_seconds=1),
-        },
-        raise_on_error=False,
-    )
+    failed = materialize(database_url, unreachable, (usage_spikes,))
     assert not failed.success
-    assert materialize(database_url, webhook).success
+    assert materialize(database_url, webhook.url).success
     assert len(webhook.received) == 1

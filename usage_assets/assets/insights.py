@@ -7,6 +7,7 @@ aggregated usage in the graph, and their own job refreshes the current month eve
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
 
 import dagster as dg
@@ -65,17 +66,23 @@ def _forecast_metadata(found: list[forecasting.MetricForecast]) -> dict[str, obj
     }
 
 
-@dg.asset(
-    key=dg.AssetKey([GROUP, "usage_forecast"]),
-    description=(
-        "Projected month-end usage per customer and billable metric with an 80 % interval, as of "
-        "the pipeline clock: month to date plus a robust weekly-seasonal forecast of the rest "
-        "of the month (spikes are not extrapolated). Accuracy: docs/benchmarks.md, backtest."
-    ),
-    group_name=GROUP,
-    partitions_def=monthly_partitions,
-    deps=usage_assets,
-    kinds={"postgres", "python"},
+def _insight(name: str, description: str) -> Callable[[Callable], dg.AssetsDefinition]:
+    """An insight asset: monthly, downstream of every collector's usage, in the insights group."""
+    return dg.asset(
+        key=dg.AssetKey([GROUP, name]),
+        description=description,
+        group_name=GROUP,
+        partitions_def=monthly_partitions,
+        deps=usage_assets,
+        kinds={"postgres", "python"},
+    )
+
+
+@_insight(
+    "usage_forecast",
+    "Projected month-end usage per customer and billable metric with an 80 % interval, as of "
+    "the pipeline clock: month to date plus a robust weekly-seasonal forecast of the rest of "
+    "the month (spikes are not extrapolated). Accuracy: docs/benchmarks.md, backtest.",
 )
 def usage_forecast(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
@@ -95,18 +102,12 @@ def _alert(spike: spikes.Spike) -> tuple[str, str, list[str]]:
     return key, title, [spikes.describe(spike)]
 
 
-@dg.asset(
-    key=dg.AssetKey([GROUP, "usage_spikes"]),
-    description=(
-        "Days of the month with anomalously high usage for the customer (at least twice its own "
-        "weekday baseline and far outside its usual noise), the day under way included, judged "
-        "on its pace so far. A spike of today or yesterday alerts once through the alerts "
-        "resource (one incident per customer, metric and day)."
-    ),
-    group_name=GROUP,
-    partitions_def=monthly_partitions,
-    deps=usage_assets,
-    kinds={"postgres", "python"},
+@_insight(
+    "usage_spikes",
+    "Days of the month with anomalously high usage for the customer (at least twice its own "
+    "weekday baseline and far outside its usual noise), the day under way included, judged on "
+    "its pace so far. A spike of today or yesterday alerts once through the alerts resource "
+    "(one incident per customer, metric and day).",
 )
 def usage_spikes(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, alerts: AlertsResource
