@@ -16,6 +16,7 @@ is already known.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
@@ -124,7 +125,6 @@ def forecast_metric(history: MetricHistory, month: str, as_of: dt.datetime) -> l
     mean, variance = fitted.sum_forecast(open_days, still_unknown)
     low, high = forecast_model.interval(mean, variance)
     expected = fitted.expected(open_days) if open_days else np.zeros((len(history.customers), 0))
-    quantum = Decimal(1).scaleb(-history.decimals)
     found = []
     for row, customer in enumerate(history.customers):
         known = [history.exact[row].get(day, Decimal(0)) for day in month_days]
@@ -139,10 +139,10 @@ def forecast_metric(history: MetricHistory, month: str, as_of: dt.datetime) -> l
                 month=month,
                 as_of=as_of,
                 month_to_date=mtd,
-                projected=_decimal(mtd, mean[row], quantum, ROUND_HALF_UP),
-                low=_decimal(mtd, low[row], quantum, ROUND_FLOOR),
-                high=_decimal(mtd, max(high[row], mean[row]), quantum, ROUND_CEILING),
-                days=_days(month_days, known, rest, completion, quantum),
+                projected=_decimal(history, mtd, mean[row], ROUND_HALF_UP),
+                low=_decimal(history, mtd, low[row], ROUND_FLOOR),
+                high=_decimal(history, mtd, max(high[row], mean[row]), ROUND_CEILING),
+                days=_days(history, month_days, known, rest, completion),
                 last_complete_day=last_complete,
                 level=float(fitted.level[row]),
                 slope=float(fitted.slope[row]),
@@ -154,18 +154,19 @@ def forecast_metric(history: MetricHistory, month: str, as_of: dt.datetime) -> l
     return found
 
 
-def _decimal(known: Decimal, rest: float, quantum: Decimal, rounding: str) -> Decimal:
+def _decimal(history: MetricHistory, known: Decimal, rest: float, rounding: str) -> Decimal:
     """known + rest at the metric's precision; never below what is known."""
-    value = (known + Decimal(repr(max(float(rest), 0.0)))).quantize(quantum, rounding=rounding)
-    return max(value, known)
+    with decimal.localcontext(prec=80):
+        total = known + Decimal(repr(max(float(rest), 0.0)))
+    return max(history.quantize(total, rounding), known)
 
 
 def _days(
+    history: MetricHistory,
     month_days: list[dt.date],
     known: list[Decimal],
     rest: list[float],
     completion: np.ndarray,
-    quantum: Decimal,
 ) -> tuple[DayForecast, ...]:
     first_open = len(month_days) - len(rest)
     return tuple(
@@ -173,7 +174,7 @@ def _days(
             day=day,
             known=value,
             expected=(
-                _decimal(value, rest[n - first_open], quantum, ROUND_HALF_UP)
+                _decimal(history, value, rest[n - first_open], ROUND_HALF_UP)
                 if n >= first_open
                 else value
             ),

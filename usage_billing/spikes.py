@@ -14,9 +14,10 @@ track and quiet; burning at twice the usual pace alerts.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 import numpy as np
 import sqlalchemy as sa
@@ -172,7 +173,8 @@ class Spike:
         """The whole day at the pace so far."""
         if self.complete or self.completion <= 0:
             return self.quantity
-        return (self.quantity / Decimal(repr(self.completion))).quantize(self.quantity)
+        with decimal.localcontext(prec=80):
+            return (self.quantity / Decimal(repr(self.completion))).quantize(self.quantity)
 
     def as_json(self) -> dict[str, object]:
         """The `usage-billing spikes --json` row."""
@@ -207,7 +209,6 @@ def _metric_spikes(
     history: usage_history.MetricHistory, first: dt.date, end: dt.date, as_of: dt.datetime
 ) -> list[Spike]:
     found: list[Spike] = []
-    quantum = Decimal(1).scaleb(-history.decimals)
     day = first
     while day < end and history.customers:
         share = history.completion(day, as_of)
@@ -225,18 +226,14 @@ def _metric_spikes(
                     billable_metric=history.billable_metric,
                     day=day,
                     quantity=history.exact[row].get(day, Decimal(0)),
-                    expected=_quantize(by_now[row], quantum),
-                    expected_day=_quantize(whole_day[row], quantum),
+                    expected=history.quantize(by_now[row]),
+                    expected_day=history.quantize(whole_day[row]),
                     complete=share >= 1,
                     completion=share,
                 )
             )
         day += dt.timedelta(days=1)
     return found
-
-
-def _quantize(value: float, quantum: Decimal) -> Decimal:
-    return Decimal(repr(float(value))).quantize(quantum, rounding=ROUND_HALF_UP)
 
 
 def describe(spike: Spike) -> str:

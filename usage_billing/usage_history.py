@@ -17,6 +17,7 @@ known, assuming usage spreads evenly over the day.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from usage_billing import forecast_model, periods
 from usage_billing.collectors import COLLECTOR_WORK_MEM, Collector, collectors
 
 DAY = dt.timedelta(days=1)
+MAX_DECIMALS = 6  # projections are estimates: finer places would only be noise
 _RAW_METRICS_TABLE = sa.text("""
 SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
 FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
@@ -108,6 +110,14 @@ class MetricHistory:
     decimals: int  # the metric's precision: decimal places of its quantities
     settling: dt.timedelta
     arrivals: dict[dt.date, np.ndarray]  # days under way: raw rows so far, per customer
+
+    def quantize(self, value: float | Decimal, rounding: str = decimal.ROUND_HALF_UP) -> Decimal:
+        """A model's float (or a sum with one) as a decimal at the metric's precision: whole
+        units for counts, cents for money, never finer than MAX_DECIMALS places."""
+        quantum = Decimal(1).scaleb(-min(self.decimals, MAX_DECIMALS))
+        exact = value if isinstance(value, Decimal) else Decimal(repr(float(value)))
+        with decimal.localcontext(prec=80):  # large quantities at fine precision still fit
+            return exact.quantize(quantum, rounding=rounding)
 
     def day(self, column: int) -> dt.date:
         return self.first_day + dt.timedelta(days=column)

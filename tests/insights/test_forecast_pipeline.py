@@ -184,6 +184,16 @@ def test_fin_days_still_settling_are_forecast_not_counted_as_zero(engine: sa.Eng
     assert fin.month_to_date == 18 * 10 + 5
     assert fin.low <= 310 <= fin.high
     assert fin.projected == 310
+    # what a commit's burn-down reads for the days after the month
+    assert fin.expected_on(dt.date(2025, 4, 2)) == pytest.approx(Decimal(10), abs=Decimal("0.5"))
+
+
+def test_a_month_that_is_over_is_forecast_as_what_it_was(engine: sa.Engine) -> None:
+    lines = steady_events("cust_a", dt.date(2025, 1, 5), dt.date(2025, 3, 19), rows=4, value=5)
+    loader.load_lines(engine, lines, source="t")
+    [february] = forecasting.forecast_month(engine, "2025-02", CLOCK)
+    assert february.month_to_date == february.projected == february.low == february.high == 560
+    assert all(day.complete and day.expected == day.known == 20 for day in february.days)
 
 
 def test_one_customers_forecast_reads_only_that_customer(engine: sa.Engine) -> None:
