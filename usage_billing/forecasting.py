@@ -89,6 +89,13 @@ def forecast_month(
     """Every (customer, billable metric) with usage in the month or the weeks before it, as of
     `as_of` (the pipeline clock by default), sorted by customer and metric."""
     histories, as_of = usage_history.read_month(engine, month, as_of, customers)
+    return forecast_histories(histories, month, as_of)
+
+
+def forecast_histories(
+    histories: dict[str, MetricHistory], month: str, as_of: dt.datetime
+) -> list[MetricForecast]:
+    """forecast_month from histories already read (`usage_history.read_month`)."""
     forecasts = []
     for history in histories.values():
         forecasts.extend(forecast_metric(history, month, as_of))

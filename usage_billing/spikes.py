@@ -198,6 +198,13 @@ def month_spikes(
     """Spikes of the month's days so far (the day under way included), as of `as_of` (the
     pipeline clock by default), from raw metrics that occurred by then; by day, customer, metric."""
     histories, as_of = usage_history.read_month(engine, month, as_of, customers)
+    return find_spikes(histories, month, as_of)
+
+
+def find_spikes(
+    histories: dict[str, usage_history.MetricHistory], month: str, as_of: dt.datetime
+) -> list[Spike]:
+    """month_spikes from histories already read (`usage_history.read_month`)."""
     start, end = periods.month_bounds(month)
     found = []
     for history in histories.values():

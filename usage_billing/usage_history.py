@@ -174,16 +174,20 @@ def read(
     histories = {}
     with raw_metrics_as_of(engine, as_of, customers) as conn:
         for metric, collector in collectors().items():
-            rows = conn.execute(
-                sa.text(_DAILY.replace("{collector_sql}", collector.sql)),
-                {
-                    "period_start": start,
-                    "period_end": end,
-                    "as_of": as_of,
-                    "exact_from": exact_from,
-                    "billable_metric": metric,
-                },
-            ).all()
+            rows = (
+                conn.execute(
+                    sa.text(_DAILY.replace("{collector_sql}", collector.sql)),
+                    {
+                        "period_start": start,
+                        "period_end": end,
+                        "as_of": as_of,
+                        "exact_from": exact_from,
+                        "billable_metric": metric,
+                    },
+                )
+                .tuples()
+                .all()
+            )
             history = _matrix(collector, first_day, days, rows)
             history.arrivals = _arrivals(conn, collector, history, as_of, end_day)
             histories[metric] = history
@@ -217,18 +221,23 @@ def _arrivals(
 
 
 def _matrix(
-    collector: Collector, first_day: dt.date, days: int, rows: list[sa.Row]
+    collector: Collector, first_day: dt.date, days: int, rows: list[tuple]
 ) -> MetricHistory:
-    customers = sorted({row.customer_id for row in rows})
-    index = {customer: n for n, customer in enumerate(customers)}
+    """(customer_id, day, approximate, exact, decimals) rows as a customer x day matrix."""
+    if rows:
+        ids, dates, approximate, exact_texts, scales = zip(*rows, strict=True)
+    else:
+        ids, dates, approximate, exact_texts, scales = (), (), (), (), ()
+    customer_array, row_of = np.unique(np.array(ids, dtype=object), return_inverse=True)
+    customers = [str(c) for c in customer_array]
+    columns = np.array([(d - first_day).days for d in dates], dtype=int)
     values = np.zeros((len(customers), days))
+    values[row_of, columns] = np.array(approximate, dtype=float)
     exact: list[dict[dt.date, Decimal]] = [{} for _ in customers]
-    decimals = 0
-    for row in rows:
-        values[index[row.customer_id], (row.day - first_day).days] = row.approximate
-        if row.exact is not None:
-            exact[index[row.customer_id]][row.day] = Decimal(row.exact)
-        decimals = max(decimals, row.decimals or 0)
+    for row, day, text in zip(row_of, dates, exact_texts, strict=True):
+        if text is not None:
+            exact[row][day] = Decimal(text)
+    decimals = max((scale or 0 for scale in scales), default=0)
     return MetricHistory(
         collector.billable_metric,
         first_day,

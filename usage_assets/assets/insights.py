@@ -7,14 +7,14 @@ aggregated usage in the graph, and their own job refreshes the current month eve
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Iterator
 from decimal import Decimal
 
 import dagster as dg
 
 from usage_assets.assets.aggregated_usage import usage_assets
 from usage_assets.partitions import monthly_partitions
-from usage_billing import forecasting, periods, spikes
+from usage_billing import forecasting, spikes, usage_history
 from usage_billing.incidents import raise_incident
 from usage_billing.resources import AlertsResource, WarehouseResource
 
@@ -66,9 +66,9 @@ def _forecast_metadata(found: list[forecasting.MetricForecast]) -> dict[str, obj
     }
 
 
-def _insight(name: str, description: str) -> Callable[[Callable], dg.AssetsDefinition]:
-    """An insight asset: monthly, downstream of every collector's usage, in the insights group."""
-    return dg.asset(
+def _spec(name: str, description: str) -> dg.AssetSpec:
+    """An insight: monthly, downstream of every collector's usage, in the insights group."""
+    return dg.AssetSpec(
         key=dg.AssetKey([GROUP, name]),
         description=description,
         group_name=GROUP,
@@ -78,20 +78,19 @@ def _insight(name: str, description: str) -> Callable[[Callable], dg.AssetsDefin
     )
 
 
-@_insight(
+FORECAST = _spec(
     "usage_forecast",
     "Projected month-end usage per customer and billable metric with an 80 % interval, as of "
     "the pipeline clock: month to date plus a robust weekly-seasonal forecast of the rest of "
     "the month (spikes are not extrapolated). Accuracy: docs/benchmarks.md, backtest.",
 )
-def usage_forecast(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> dg.MaterializeResult:
-    as_of = periods.now()
-    found = forecasting.forecast_month(warehouse.get_engine(), context.partition_key, as_of)
-    metadata = _forecast_metadata(found)
-    metadata["as_of"] = as_of.isoformat()
-    return dg.MaterializeResult(metadata=metadata)
+SPIKES = _spec(
+    "usage_spikes",
+    "Days of the month with anomalously high usage for the customer (at least twice its own "
+    "weekday baseline and far outside its usual noise), the day under way included, judged on "
+    "its pace so far. A spike of today or yesterday alerts once through the alerts resource "
+    "(one incident per customer, metric and day).",
+)
 
 
 def _alert(spike: spikes.Spike) -> tuple[str, str, list[str]]:
@@ -102,22 +101,7 @@ def _alert(spike: spikes.Spike) -> tuple[str, str, list[str]]:
     return key, title, [spikes.describe(spike)]
 
 
-@_insight(
-    "usage_spikes",
-    "Days of the month with anomalously high usage for the customer (at least twice its own "
-    "weekday baseline and far outside its usual noise), the day under way included, judged on "
-    "its pace so far. A spike of today or yesterday alerts once through the alerts resource "
-    "(one incident per customer, metric and day).",
-)
-def usage_spikes(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource, alerts: AlertsResource
-) -> dg.MaterializeResult:
-    as_of = periods.now()
-    engine = warehouse.get_engine()
-    found = spikes.month_spikes(engine, context.partition_key, as_of)
-    recent = [s for s in found if s.day >= as_of.date() - ALERT_DAYS]
-    notifier = alerts.get_client()
-    notified = sum(raise_incident(engine, notifier, *_alert(s)) for s in recent)
+def _spike_metadata(found: list[spikes.Spike], recent: int, notified: int) -> dict[str, object]:
     table = _table(
         ["day", "customer", "billable metric", "usage", "expected", "day complete"],
         [
@@ -132,15 +116,33 @@ def usage_spikes(
             for s in sorted(found, key=lambda s: s.day, reverse=True)[:SHOWN]
         ],
     )
-    return dg.MaterializeResult(
-        metadata={
+    return {
+        "spikes": len(found),
+        "recent_spikes": recent,
+        "alerts_sent": notified,
+        "latest_spikes": dg.MetadataValue.md(table),
+    }
+
+
+@dg.multi_asset(specs=[FORECAST, SPIKES], can_subset=True)
+def insights(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, alerts: AlertsResource
+) -> Iterator[dg.MaterializeResult]:
+    """Forecasts and spikes of a month from one as-of read of every collector's usage (the
+    read is most of the cost); the forecast is recorded before any spike alert is sent."""
+    engine = warehouse.get_engine()
+    histories, as_of = usage_history.read_month(engine, context.partition_key)
+    if FORECAST.key in context.selected_asset_keys:
+        found = forecasting.forecast_histories(histories, context.partition_key, as_of)
+        metadata = {**_forecast_metadata(found), "as_of": as_of.isoformat()}
+        yield dg.MaterializeResult(asset_key=FORECAST.key, metadata=metadata)
+    if SPIKES.key in context.selected_asset_keys:
+        found_spikes = spikes.find_spikes(histories, context.partition_key, as_of)
+        recent = [s for s in found_spikes if s.day >= as_of.date() - ALERT_DAYS]
+        notifier = alerts.get_client()
+        notified = sum(raise_incident(engine, notifier, *_alert(s)) for s in recent)
+        metadata = {
+            **_spike_metadata(found_spikes, len(recent), notified),
             "as_of": as_of.isoformat(),
-            "spikes": len(found),
-            "recent_spikes": len(recent),
-            "alerts_sent": notified,
-            "latest_spikes": dg.MetadataValue.md(table),
         }
-    )
-
-
-insights_assets = [usage_forecast, usage_spikes]
+        yield dg.MaterializeResult(asset_key=SPIKES.key, metadata=metadata)
