@@ -11,7 +11,7 @@ import os
 import dagster as dg
 
 from usage_assets.assets.aggregated_usage import usage_assets
-from usage_assets.assets.insights import insights
+from usage_assets.assets.insights import usage_insights
 from usage_assets.assets.raw_metrics import raw_metrics
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
@@ -39,7 +39,7 @@ def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
 defs = dg.Definitions(
     # Each step is one SQL statement or one send loop: a process per step would cost more than it.
     executor=dg.in_process_executor,
-    assets=[raw_metrics, *usage_assets, usage_events, reported_usage, insights],
+    assets=[raw_metrics, *usage_assets, usage_events, reported_usage, usage_insights],
     asset_checks=checks,
     jobs=[usage_billing_job, dlq_redrive_job, insights_job],
     schedules=[*schedules, insights_hourly],

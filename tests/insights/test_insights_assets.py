@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from tests.insights.conftest import CLOCK, MONTH, Webhook, steady_events
 from usage_assets.assets.aggregated_usage import usage_assets
-from usage_assets.assets.insights import FORECAST, SPIKES, insights
+from usage_assets.assets.insights import FORECAST, SPIKES, usage_insights
 from usage_assets.definitions import defs
 from usage_assets.insights_schedule import insights_hourly
 from usage_billing import loader
@@ -22,7 +22,7 @@ def materialize(
     database_url: str, webhook_url: str, keys: tuple = (FORECAST.key, SPIKES.key)
 ) -> dg.ExecuteInProcessResult:
     return dg.materialize(
-        [insights],
+        [usage_insights],
         selection=list(keys),
         partition_key=MONTH,
         resources={
@@ -35,7 +35,7 @@ def materialize(
 
 def metadata(result: dg.ExecuteInProcessResult, asset: dg.AssetKey) -> dict[str, object]:
     [materialization] = [
-        m for m in result.asset_materializations_for_node("insights") if m.asset_key == asset
+        m for m in result.asset_materializations_for_node("usage_insights") if m.asset_key == asset
     ]
     return {key: value.value for key, value in materialization.metadata.items()}
 
@@ -50,6 +50,7 @@ def busy_this_morning(customer: str) -> list[str]:
 
 
 def test_the_insights_sit_downstream_of_the_usage_and_refresh_hourly() -> None:
+    dg.Definitions.validate_loadable(defs)  # what `dagster dev` checks: unique names among them
     graph = defs.resolve_asset_graph()
     usage_keys = {asset.key for asset in usage_assets}
     for key in (FORECAST.key, SPIKES.key):
@@ -106,7 +107,7 @@ def test_an_alert_that_cannot_be_delivered_fails_the_run_and_is_sent_by_the_next
     failed = materialize(database_url, unreachable)
     assert not failed.success
     # the forecast was recorded before the alert failed; the spikes were not
-    assert failed.asset_materializations_for_node("insights")[0].asset_key == FORECAST.key
-    assert len(failed.asset_materializations_for_node("insights")) == 1
+    assert failed.asset_materializations_for_node("usage_insights")[0].asset_key == FORECAST.key
+    assert len(failed.asset_materializations_for_node("usage_insights")) == 1
     assert materialize(database_url, webhook.url).success
     assert len(webhook.received) == 1

@@ -125,7 +125,7 @@ def _spike_metadata(found: list[spikes.Spike], recent: int, notified: int) -> di
 
 
 @dg.multi_asset(specs=[FORECAST, SPIKES], can_subset=True)
-def insights(
+def usage_insights(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource, alerts: AlertsResource
 ) -> Iterator[dg.MaterializeResult]:
     """Forecasts and spikes of a month from one as-of read of every collector's usage (the
