@@ -6,17 +6,22 @@ column per day, oldest first). For every row at once, in numpy:
 1. **Activity.** Days before a series' first non-zero day are not history (a new customer); a run
    of zeros at the end that its own history makes implausible (`STOP_PROBABILITY`) means the
    customer stopped, and the series is forecast at zero.
-2. **Spikes are fenced, not learnt.** Each value above a Tukey far-out fence of the series' recent
+2. **Spikes are fenced, not learnt.** Each value above a Tukey far-out fence of the series'
    non-zero values (Q3 + k·IQR) is clipped to the fence, before and after removing the weekly
-   pattern, so a spike in the history moves neither the level nor the weekday pattern.
+   pattern, so a spike in the history moves neither the level nor the weekday pattern. What the
+   fence cut off returns only as an average rate (`spike_allowance`, each spike capped at
+   `SPIKE_EXCESS_CAP` usual days): spikes recur, but one is never the new normal.
 3. **Weekly pattern.** Weekday means of the clipped values over the last eight weeks, relative to
-   their average, shrunk towards 1 by how many weeks back them.
-4. **Level and trend.** A weighted least-squares line through the last four weeks of
-   de-seasonalised values, recent days weighing more (half-life `HALF_LIFE_DAYS`); the slope is
-   shrunk by its own significance and damped over the horizon.
-5. **Uncertainty.** Day-to-day noise (the residuals' spread), the level's and the slope's standard
-   errors; a horizon's sum gets a log-normal interval whose width is scaled by `INTERVAL_SCALE`,
-   set on the backtest's training months (docs/benchmarks.md).
+   their average, shrunk towards 1 as much as their noise calls for (empirical Bayes); none before
+   `MIN_WEEKLY_DAYS` of history.
+4. **Level and trend.** The trend is a straight line through eight weeks of de-seasonalised
+   values, shrunk by its significance (its standard error inflated for autocorrelated residuals)
+   and damped over the horizon; the level is the recency-weighted mean of the last four weeks
+   (half-life `HALF_LIFE_DAYS`) moved along that trend to the last day.
+5. **Uncertainty.** Day-to-day noise, the spike rate, the level's and the slope's standard errors
+   and a level drift that grows with the horizon (`DRIFT`); a horizon's sum gets a log-normal
+   interval scaled by `INTERVAL_SCALE`. The constants were set on the backtest's training months
+   and scored on held-out months (docs/benchmarks.md).
 
 Everything here is floats; callers turn results into decimals at the edges.
 """
