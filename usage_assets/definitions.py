@@ -12,10 +12,12 @@ import dagster as dg
 
 from usage_assets.assets.aggregated_usage import usage_assets
 from usage_assets.assets.billing_api_usage import billing_api_usage
+from usage_assets.assets.insights import usage_insights
 from usage_assets.assets.raw_metrics import raw_metrics
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
 from usage_assets.checks import checks
+from usage_assets.insights_schedule import insights_hourly, insights_job
 from usage_assets.jobs import billing_api_history_job, dlq_redrive_job, usage_billing_job
 from usage_assets.schedules import schedules
 from usage_assets.sensors import (
@@ -38,10 +40,17 @@ def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
 defs = dg.Definitions(
     # Each step is one SQL statement or one send loop: a process per step would cost more than it.
     executor=dg.in_process_executor,
-    assets=[raw_metrics, *usage_assets, usage_events, reported_usage, billing_api_usage],
+    assets=[
+        raw_metrics,
+        *usage_assets,
+        usage_events,
+        reported_usage,
+        billing_api_usage,
+        usage_insights,
+    ],
     asset_checks=checks,
-    jobs=[usage_billing_job, billing_api_history_job, dlq_redrive_job],
-    schedules=schedules,
+    jobs=[usage_billing_job, billing_api_history_job, dlq_redrive_job, insights_job],
+    schedules=[*schedules, insights_hourly],
     sensors=[
         retry_failed_partitions,
         redrive_when_healthy,

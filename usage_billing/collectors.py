@@ -8,6 +8,8 @@ A collector file starts with `-- key: value` lines, then one SELECT returning
     -- description: ...                     (required; shown in the Dagster UI)
     -- raw_metric: support_event(ticket_id) (one per raw metric read: what the loader accepts)
     -- restatement_horizon_days: 3          (how long after a period its value may still change)
+    -- settles_after_hours: 24              (optional: a day's value is known only this long
+                                             after the day, e.g. a 24 h handoff window)
 
 A `raw_metric` declaration is `name(property, ...)`, optionally followed by `signed`:
 
@@ -81,6 +83,7 @@ class Collector:
     restatement_horizon: dt.timedelta
     sql: str
     file_name: str
+    settling: dt.timedelta = dt.timedelta(0)  # a day's value is known this long after its end
 
 
 def parse(file_name: str, text: str) -> Collector:
@@ -109,6 +112,7 @@ def parse(file_name: str, text: str) -> Collector:
         restatement_horizon=dt.timedelta(days=int(one("restatement_horizon_days"))),
         sql=text,
         file_name=file_name,
+        settling=dt.timedelta(hours=int(header.get("settles_after_hours", ["0"])[0])),
     )
 
 

@@ -2,6 +2,7 @@
 -- description: Intercom Fin resolutions ($0.99 each): tickets whose first resolution (confirmed or assumed) is not followed by a human handoff within 24 h, billed once that window has passed, on the UTC day of the resolution.
 -- raw_metric: support_event(ticket_id, kind, bot)
 -- restatement_horizon_days: 3
+-- settles_after_hours: 24
 --
 -- docs/architecture.md, "Billable metrics". How this file reads the points the definition leaves open:
 -- * A ticket is (customer_id, ticket_id), and only support events with bot = 'fin' belong to Fin:

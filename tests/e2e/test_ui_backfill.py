@@ -74,9 +74,10 @@ def ui(
 
 
 def expected_assets() -> list[list[str]]:
-    """Every collector's aggregated usage, usage_events and reported_usage."""
+    """Every collector's aggregated usage, usage_events, reported_usage and the insights."""
     usage = [["aggregated_usage", name] for name in collectors()]
-    return sorted([*usage, ["usage_events"], ["reported_usage"]])
+    insights = [["insights", "usage_forecast"], ["insights", "usage_spikes"]]
+    return sorted([*usage, ["usage_events"], ["reported_usage"], *insights])
 
 
 def assert_backfill_succeeded(backfill: Backfill, ui: DagsterUi) -> None:
