@@ -6,8 +6,10 @@ else the embedded PostgreSQL wheel, so the suite also runs on a machine with not
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,13 +59,25 @@ def _reachable(url: str) -> bool:
 def isolated_environment(tmp_path: Path) -> Iterator[None]:
     """The CLI exports settings into os.environ for its child processes: undo that per test."""
     saved = dict(os.environ)
-    os.environ["USAGE_BILLING_HOME"] = str(tmp_path / "usage_billing_home")
+    home = tmp_path / "usage_billing_home"
+    os.environ["USAGE_BILLING_HOME"] = str(home)
     os.environ.pop("DAGSTER_HOME", None)
     os.environ.pop("DAGSTER_PG_URL", None)
     os.environ.pop("USAGE_BILLING_NOW", None)
     yield
     os.environ.clear()
     os.environ.update(saved)
+    _refuse_a_local_sandbox(home / "sandbox.pid")
+
+
+def _refuse_a_local_sandbox(pid_file: Path) -> None:
+    """A test that fell into local mode started the sandbox on 127.0.0.1:8787, which every test
+    run on this machine shares: stop it, and fail the test (use the `sandbox` fixture)."""
+    if not pid_file.exists():
+        return
+    with contextlib.suppress(ProcessLookupError, ValueError):
+        os.kill(int(pid_file.read_text().split()[0]), signal.SIGTERM)
+    pytest.fail("this test started the local-mode sandbox on 127.0.0.1:8787; use `sandbox`")
 
 
 @pytest.fixture(scope="session")

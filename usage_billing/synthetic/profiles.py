@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from usage_billing import periods
 from usage_billing.synthetic.plan import SeedPlan
 
 
@@ -299,7 +300,10 @@ def _money_events(
 
 def raw_documents(plan: SeedPlan, p: UsageProfile) -> Iterator[dict[str, Any]]:
     """The profile's days in the plan's period as raw metrics, only those that occurred before
-    `plan.now`. Each collector turns them back into exactly the day's quantity."""
+    `plan.now` and not before the first partition (the loader refuses those: a Zendesk ticket
+    settling on its first days began before it). Each collector turns them back into exactly the
+    day's quantity."""
+    first = periods.month_bounds(periods.FIRST_MONTH)[0]
     for usage in daily_usage(p, plan.start.date(), plan.end.date()):
         if not usage.quantity:
             continue
@@ -323,5 +327,5 @@ def raw_documents(plan: SeedPlan, p: UsageProfile) -> Iterator[dict[str, Any]]:
         else:
             documents = _count_events(plan, p, usage.day, int(usage.quantity), rng)
         for document in documents:
-            if dt.datetime.fromisoformat(document["occurred_at"]) < plan.now:
+            if first <= dt.datetime.fromisoformat(document["occurred_at"]) < plan.now:
                 yield document
