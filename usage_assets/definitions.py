@@ -11,6 +11,7 @@ import os
 import dagster as dg
 
 from usage_assets.assets.aggregated_usage import usage_assets
+from usage_assets.assets.priced_usage import pricing_assets, pricing_checks
 from usage_assets.assets.raw_metrics import raw_metrics
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
@@ -37,15 +38,17 @@ def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
 defs = dg.Definitions(
     # Each step is one SQL statement or one send loop: a process per step would cost more than it.
     executor=dg.in_process_executor,
-    assets=[raw_metrics, *usage_assets, usage_events, reported_usage],
-    asset_checks=checks,
+    assets=[raw_metrics, *usage_assets, usage_events, reported_usage, *pricing_assets],
+    asset_checks=[*checks, *pricing_checks],
     jobs=[usage_billing_job, dlq_redrive_job],
     schedules=schedules,
     sensors=[
         retry_failed_partitions,
         redrive_when_healthy,
         late_raw_data,
-        build_check_alert_sensor([key for check in checks for key in check.check_keys]),
+        build_check_alert_sensor(
+            [key for check in [*checks, *pricing_checks] for key in check.check_keys]
+        ),
     ],
     resources={
         "warehouse": WarehouseResource(database_url=_env_or("USAGE_DATABASE_URL", None)),

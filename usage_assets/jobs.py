@@ -5,11 +5,12 @@ import dagster as dg
 from usage_billing import periods, reporting
 from usage_billing.resources import BillingApiResource, WarehouseResource
 
-# Aggregation, usage events and reporting, one month at a time (partitions come from the assets).
+# Aggregation, usage events, reporting and pricing, one month at a time (partitions come from the
+# assets; the commit burn-down, not partitioned, is refreshed by every run).
 usage_billing_job = dg.define_asset_job(
     "usage_billing",
-    selection=dg.AssetSelection.groups("aggregated_usage", "reporting"),
-    description="Collect, build usage events and report one month.",
+    selection=dg.AssetSelection.groups("aggregated_usage", "reporting", "billing"),
+    description="Collect, build usage events, report and price one month.",
 )
 
 

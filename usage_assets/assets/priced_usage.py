@@ -1,0 +1,182 @@
+"""Priced usage: the month's invoices and the commits they burn down, after the month is reported.
+
+`invoice_line_items` sits downstream of `reported_usage`, so in a month's run it prices exactly the
+usage the billing API has just acknowledged, and its check `invoiced_equals_acknowledged` can hold
+it to that. The rate card and the contracts are read at every run (`USAGE_RATE_CARD`,
+`USAGE_CONTRACTS`), so an edited file takes effect at the next run, or fails it with one line.
+"""
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import dagster as dg
+import sqlalchemy as sa
+
+from usage_assets.assets.reported_usage import reported_usage
+from usage_assets.checks import _problems, result
+from usage_assets.partitions import monthly_partitions
+from usage_billing import contracts, invoices, periods, pricing, sql
+from usage_billing.config import ConfigurationError
+from usage_billing.resources import AlertsResource, WarehouseResource
+
+GROUP = "billing"
+T = TypeVar("T")
+
+# Months the priced_usage tables hold (what checks look at outside a partition's run).
+_PRICED_MONTHS = sa.text("""
+SELECT month FROM invoice_line_items UNION SELECT month FROM invoice_totals ORDER BY 1
+""")
+
+
+def _configured(load: Callable[[], T]) -> T:
+    """The rate card or the contracts; a file that cannot work fails the run without retries."""
+    try:
+        return load()
+    except (ConfigurationError, pricing.PricingError) as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=monthly_partitions,
+    deps=[reported_usage],
+    kinds={"postgres"},
+    description=(
+        "The month's invoice line items: per customer and billable metric, quantity = the "
+        "month's aggregated usage and amount = quantity x the rate card's price, computed "
+        "exactly and rounded to cents (ROUND_HALF_UP) once. Priced after the month is reported, "
+        "so every invoiced quantity is one the billing API acknowledged."
+    ),
+)
+def invoice_line_items(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    card = _configured(pricing.load_rate_card)
+    as_of = periods.now()
+    with warehouse.get_engine().begin() as conn:
+        summary = _configured(
+            lambda: invoices.replace_line_items(conn, context.partition_key, card, as_of)
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "customers": summary.customers,
+            "line_items": summary.line_items,
+            "amount_by_metric": dg.MetadataValue.json(
+                {metric: pricing.money(total) for metric, total in summary.total_by_metric.items()}
+            ),
+            "unpriced_count": len(summary.unpriced),
+            "currency": card.currency,
+            "rate_card": card.source,
+            "rate_card_sha256": card.sha256,
+            "as_of": as_of.isoformat(),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=monthly_partitions,
+    deps=[invoice_line_items],
+    kinds={"postgres", "sql"},
+    description="The month's total per customer: the sum of its rounded line items.",
+)
+def invoice_totals(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    with warehouse.get_engine().begin() as conn:
+        customers, total = invoices.replace_totals(conn, context.partition_key)
+    return dg.MaterializeResult(
+        metadata={"customers": customers, "total": dg.MetadataValue.text(pricing.money(total))}
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[invoice_totals],
+    kinds={"postgres"},
+    description=(
+        "Every commit in the contracts file burned down as of now: consumed (the invoice totals "
+        "of its months so far), remaining, and the projection to its end from the month-to-date "
+        "pace. Alerts once per incident when an active commit is projected to run out before "
+        "its end, and when it has run out."
+    ),
+)
+def commit_burndown(warehouse: WarehouseResource, alerts: AlertsResource) -> dg.MaterializeResult:
+    card = _configured(pricing.load_rate_card)
+    commits = _configured(contracts.load_contracts)
+    now = periods.now()
+    engine = warehouse.get_engine()
+    with engine.begin() as conn:
+        statuses = _configured(lambda: contracts.commit_statuses(conn, card, commits, now))
+        contracts.replace_burndown(conn, statuses)
+    notified = contracts.alert(engine, alerts.get_client(), statuses)
+    return dg.MaterializeResult(
+        metadata={
+            "commits": len(statuses),
+            "will_exceed": sum(s.will_exceed for s in statuses),
+            "exhausted": sum(s.exhausted for s in statuses),
+            "alerts_sent": dg.MetadataValue.json(notified),
+            "burndown": dg.MetadataValue.json([s.to_json() for s in statuses]),
+            "as_of": now.isoformat(),
+        }
+    )
+
+
+def _months(context: dg.AssetCheckExecutionContext, conn: sa.Connection) -> dict[str, Any]:
+    """The months a check looks at: the partition's inside its run, else every priced month;
+    with the period that covers them."""
+    if context.has_partition_key:
+        months = [context.partition_key]
+    else:
+        months = list(conn.execute(_PRICED_MONTHS).scalars()) or [periods.FIRST_MONTH]
+    start, end = periods.month_bounds(months[0])[0], periods.month_bounds(months[-1])[1]
+    return {"months": months, "period_start": start, "period_end": end}
+
+
+def _sql_check(name: str, context: dg.AssetCheckExecutionContext, conn: sa.Connection) -> list:
+    return _problems(sql.execute(conn, name, **_months(context, conn)))
+
+
+@dg.asset_check(
+    asset=invoice_line_items,
+    blocking=True,
+    description="Every billable metric with usage in the month has a price: usage that no line "
+    "item prices (a metric missing from the rate card) fails, and blocks totals and commits.",
+)
+def every_metric_priced(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.get_engine().begin() as conn:
+        return result({"unpriced": _sql_check("check_unpriced_usage.sql", context, conn)})
+
+
+@dg.asset_check(
+    asset=invoice_line_items,
+    blocking=True,
+    description="Every invoiced quantity equals the usage the billing API acknowledged for the "
+    "month (the ledger over the month's windows), so an invoice never bills what was not "
+    "reported, nor leaves out what was.",
+)
+def invoiced_equals_acknowledged(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.get_engine().begin() as conn:
+        findings = _sql_check("check_invoiced_acknowledged.sql", context, conn)
+    return result({"mismatches": findings})
+
+
+@dg.asset_check(
+    asset=invoice_totals,
+    blocking=True,
+    description="Every invoice total is the sum of its line items, and every line item is in "
+    "whole cents.",
+)
+def totals_equal_line_items(
+    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+) -> dg.AssetCheckResult:
+    with warehouse.get_engine().begin() as conn:
+        return result({"mismatches": _sql_check("check_invoice_totals.sql", context, conn)})
+
+
+pricing_assets = [invoice_line_items, invoice_totals, commit_burndown]
+pricing_checks = [every_metric_priced, invoiced_equals_acknowledged, totals_equal_line_items]

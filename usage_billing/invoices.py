@@ -1,0 +1,285 @@
+"""Invoices: a month's usage per customer priced with the rate card, in one pass.
+
+A line item is one (customer, billable metric) of a month: the quantity is the month's aggregated
+usage (exactly what `usage-billing usage` prints), the amount is the rate card's exact price of it
+rounded to cents; the total is the sum of the rounded lines. The `priced_usage` assets persist the
+same figures (`invoice_line_items`, `invoice_totals`) after the month is reported, and their checks
+prove that every invoiced quantity is what the billing API acknowledged.
+
+An invoice is *final* once its month is over and past the longest restatement horizon any collector
+declares; until then late data (a fraud chargeback, a late handoff) may still change it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+
+from usage_billing import periods
+from usage_billing.collectors import collectors
+from usage_billing.pricing import EXACT, RateCard, money
+from usage_billing.reporting import decimal_text
+
+CENTS_ZERO = Decimal("0.00")
+# The aggregated usage of [period_start, period_end) per month, customer and billable metric,
+# optionally for some customers only; ordered so that one pass groups it into invoices.
+_MONTH_USAGE = sa.text("""
+SELECT to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM') AS month, customer_id,
+       billable_metric, sum(value) AS quantity
+FROM aggregated_usage
+WHERE window_start >= :period_start AND window_start < :period_end
+  AND (CAST(:customers AS text[]) IS NULL OR customer_id = ANY(CAST(:customers AS text[])))
+GROUP BY 1, 2, 3
+HAVING sum(value) <> 0
+ORDER BY customer_id, month, billable_metric
+""")
+_KNOWN_CUSTOMER = sa.text("""
+SELECT EXISTS (SELECT 1 FROM customers WHERE customer_id = :customer_id)
+    OR EXISTS (SELECT 1 FROM aggregated_usage WHERE customer_id = :customer_id)
+""")
+_DELETE_LINE_ITEMS = sa.text("DELETE FROM invoice_line_items WHERE month = :month")
+# The whole month's line items in one statement, however many customers.
+_INSERT_LINE_ITEMS = sa.text("""
+INSERT INTO invoice_line_items
+  (month, customer_id, billable_metric, quantity, amount, rate_card_sha256, priced_at)
+SELECT :month, l.customer_id, l.billable_metric, l.quantity, l.amount, :rate_card_sha256, :priced_at
+FROM unnest(CAST(:customers AS text[]), CAST(:metrics AS text[]),
+            CAST(:quantities AS numeric[]), CAST(:amounts AS numeric[]))
+     AS l(customer_id, billable_metric, quantity, amount)
+""")
+_DELETE_TOTALS = sa.text("DELETE FROM invoice_totals WHERE month = :month")
+# A total is the sum of its rounded line items, nothing else.
+_INSERT_TOTALS = sa.text("""
+INSERT INTO invoice_totals (month, customer_id, total, line_items, priced_at)
+SELECT month, customer_id, sum(amount), count(*), max(priced_at)
+FROM invoice_line_items
+WHERE month = :month
+GROUP BY month, customer_id
+""")
+_TOTALS_SUMMARY = sa.text("""
+SELECT count(*) AS customers, coalesce(sum(total), 0) AS total
+FROM invoice_totals WHERE month = :month
+""")
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """A month's usage of one customer and billable metric."""
+
+    month: str
+    customer_id: str
+    billable_metric: str
+    quantity: Decimal
+
+
+@dataclass(frozen=True)
+class LineItem:
+    billable_metric: str
+    quantity: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """One customer's month: its line items and their total."""
+
+    customer_id: str
+    month: str
+    line_items: tuple[LineItem, ...]
+
+    @property
+    def total(self) -> Decimal:
+        """The sum of the rounded line items (already cents: the sum is exact)."""
+        return functools.reduce(EXACT.add, (item.amount for item in self.line_items), CENTS_ZERO)
+
+
+@dataclass(frozen=True)
+class PricedUsage:
+    """Invoices, and the usage the rate card has no price for (an error wherever it shows)."""
+
+    invoices: list[Invoice]
+    unpriced: list[UsageRow]
+
+
+def price_usage(rows: Iterable[UsageRow], card: RateCard) -> PricedUsage:
+    """Price usage rows ordered by (customer, month) into invoices: one pass, exact."""
+    invoices, unpriced = [], []
+    for (customer_id, month), group in itertools.groupby(
+        rows, key=lambda row: (row.customer_id, row.month)
+    ):
+        items = []
+        for row in group:
+            if row.billable_metric not in card.prices:
+                unpriced.append(row)
+                continue
+            amount = card.line_amount(row.billable_metric, row.quantity)
+            items.append(LineItem(row.billable_metric, row.quantity, amount))
+        invoices.append(Invoice(customer_id, month, tuple(items)))
+    return PricedUsage(invoices, unpriced)
+
+
+def month_usage(
+    conn: sa.Connection, first: str, last: str, customers: Sequence[str] | None = None
+) -> list[UsageRow]:
+    """Aggregated usage of the months `first`..`last` (optionally of some customers only)."""
+    params = {
+        "period_start": periods.month_bounds(first)[0],
+        "period_end": periods.month_bounds(last)[1],
+        "customers": None if customers is None else list(customers),
+    }
+    return [UsageRow(*row) for row in conn.execute(_MONTH_USAGE, params)]
+
+
+def invoices(
+    conn: sa.Connection,
+    card: RateCard,
+    first: str,
+    last: str,
+    customers: Sequence[str] | None = None,
+) -> PricedUsage:
+    """The invoices of the months `first`..`last`, priced now from aggregated usage."""
+    return price_usage(month_usage(conn, first, last, customers), card)
+
+
+def customer_known(conn: sa.Connection, customer_id: str) -> bool:
+    """The customer is registered or has usage in some month."""
+    return bool(conn.execute(_KNOWN_CUSTOMER, {"customer_id": customer_id}).scalar())
+
+
+def restatement_horizon() -> dt.timedelta:
+    """The longest time after a month that any collector says its usage may still change."""
+    return max(c.restatement_horizon for c in collectors().values())
+
+
+def is_final(month: str, now: dt.datetime) -> bool:
+    """The month is over and past every collector's restatement horizon."""
+    return now >= periods.month_bounds(month)[1] + restatement_horizon()
+
+
+# --- projections: the one place a forecast plugs in ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A month's projected total, with an interval when the model gives one."""
+
+    total: Decimal
+    low: Decimal | None = None
+    high: Decimal | None = None
+
+
+class Forecast(Protocol):
+    """Projects a month's total from its month-to-date total; None when it cannot."""
+
+    def __call__(
+        self, customer_id: str, month: str, month_to_date: Decimal, as_of: dt.datetime
+    ) -> Projection | None: ...
+
+
+def no_forecast(
+    customer_id: str, month: str, month_to_date: Decimal, as_of: dt.datetime
+) -> Projection | None:
+    """The default until a forecasting model is plugged in: invoices print projections as null
+    and commits fall back to the straight line."""
+    return None
+
+
+def elapsed_share(month: str, as_of: dt.datetime) -> Decimal:
+    """How much of the month has passed at `as_of`, from 0 to 1, exactly."""
+    start, end = periods.month_bounds(month)
+    elapsed = min(max(as_of - start, dt.timedelta(0)), end - start)
+    return Decimal(elapsed // dt.timedelta(microseconds=1)) / Decimal(
+        (end - start) // dt.timedelta(microseconds=1)
+    )
+
+
+def straight_line(
+    customer_id: str, month: str, month_to_date: Decimal, as_of: dt.datetime
+) -> Projection:
+    """The month-to-date pace held to the month's end: MTD / elapsed share of the month."""
+    share = elapsed_share(month, as_of)
+    return Projection(month_to_date if share == 0 else month_to_date / share)
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def to_json(invoice: Invoice, now: dt.datetime, forecast: Forecast = no_forecast) -> dict[str, Any]:
+    """The `invoice --json` shape; a month not over yet also carries its projection (or nulls)."""
+    shape: dict[str, Any] = {
+        "customer_id": invoice.customer_id,
+        "month": invoice.month,
+        "line_items": [
+            {
+                "billable_metric": item.billable_metric,
+                "quantity": decimal_text(item.quantity),
+                "amount": money(item.amount),
+            }
+            for item in invoice.line_items
+        ],
+        "total": money(invoice.total),
+        "final": is_final(invoice.month, now),
+    }
+    if now < periods.month_bounds(invoice.month)[1]:
+        projection = forecast(invoice.customer_id, invoice.month, invoice.total, now)
+        shape["projected_total"] = money(projection.total) if projection else None
+        for bound in ("low", "high"):
+            value = getattr(projection, bound, None)
+            shape[f"projected_{bound}"] = None if value is None else money(value)
+    return shape
+
+
+# --- persisted by the priced_usage assets ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LineItemsSummary:
+    customers: int
+    line_items: int
+    unpriced: list[UsageRow]
+    total_by_metric: dict[str, Decimal]
+
+
+def replace_line_items(
+    conn: sa.Connection, month: str, card: RateCard, as_of: dt.datetime
+) -> LineItemsSummary:
+    """Re-price the month from aggregated usage and replace its line items, in one transaction.
+    Usage without a price is left out and returned (the `every_metric_priced` check fails)."""
+    priced = invoices(conn, card, month, month)
+    items = [(i.customer_id, item) for i in priced.invoices for item in i.line_items]
+    conn.execute(_DELETE_LINE_ITEMS, {"month": month})
+    if items:
+        conn.execute(
+            _INSERT_LINE_ITEMS,
+            {
+                "month": month,
+                "customers": [customer for customer, _ in items],
+                "metrics": [item.billable_metric for _, item in items],
+                "quantities": [item.quantity for _, item in items],
+                "amounts": [item.amount for _, item in items],
+                "rate_card_sha256": card.sha256,
+                "priced_at": as_of,
+            },
+        )
+    by_metric: dict[str, Decimal] = {}
+    for _, item in items:
+        by_metric[item.billable_metric] = EXACT.add(
+            by_metric.get(item.billable_metric, Decimal(0)), item.amount
+        )
+    customers = sum(1 for invoice in priced.invoices if invoice.line_items)
+    return LineItemsSummary(customers, len(items), priced.unpriced, dict(sorted(by_metric.items())))
+
+
+def replace_totals(conn: sa.Connection, month: str) -> tuple[int, Decimal]:
+    """Replace the month's totals with the sums of its line items; (customers, grand total)."""
+    conn.execute(_DELETE_TOTALS, {"month": month})
+    conn.execute(_INSERT_TOTALS, {"month": month})
+    row = conn.execute(_TOTALS_SUMMARY, {"month": month}).one()
+    return row.customers, row.total
