@@ -26,7 +26,7 @@ def month_invoices(
     (an empty invoice when it is known but has no usage in the month)."""
     with database().connect() as conn:
         customers = None if customer_id is None else [customer_id]
-        priced = invoices.invoices(conn, card, month, month, customers)
+        priced = invoices.invoices(conn, card, month, customers)
         if priced.unpriced:
             row = priced.unpriced[0]
             raise ConfigurationError(
@@ -82,11 +82,10 @@ def cmd_invoice(args: argparse.Namespace) -> int:
 
 
 def commit_statuses() -> list[contracts.CommitStatus]:
-    """Every commit of the contracts file, burned down as of the pipeline clock."""
-    card = pricing.load_rate_card()
+    """Every commit of the contracts file burned down from the stored invoice totals."""
     commits = contracts.load_contracts()
     with database().connect() as conn:
-        return contracts.commit_statuses(conn, card, commits, periods.now())
+        return contracts.commit_statuses(conn, commits, periods.now())
 
 
 def render_commits(statuses: list[contracts.CommitStatus]) -> str:

@@ -2,7 +2,7 @@
 
 `USAGE_CONTRACTS` names the YAML file; unset, the one shipped beside this module
 (`contracts.yaml`). A commit covers whole months, `[starts_on, ends_before)`; it is consumed by the
-invoice totals of its months (the current month's so far), priced with the rate card.
+invoice totals of its months (the current month's so far) that the pricing run stored.
 
 Projection: each commit month's total accrues evenly over the month. Past months use their
 invoice totals; the current month and every later month of the commit use the current month's
@@ -13,6 +13,7 @@ line of the month-to-date pace (MTD / elapsed share of the month).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -23,14 +24,13 @@ from typing import Any, NoReturn
 
 import sqlalchemy as sa
 
-from usage_billing import periods
+from usage_billing import invoices, periods
 from usage_billing.alerts import Notifier
 from usage_billing.config import ConfigurationError
 from usage_billing.incidents import raise_incident, resolve_incident
-from usage_billing.invoices import Forecast, invoices, no_forecast, straight_line
+from usage_billing.invoices import Forecast, no_forecast, straight_line
 from usage_billing.pricing import (
     EXACT,
-    RateCard,
     decimal_value,
     money,
     parse_yaml,
@@ -51,7 +51,7 @@ class Commit:
     starts_on: dt.date
     ends_before: dt.date
 
-    @property
+    @functools.cached_property
     def months(self) -> list[str]:
         last = periods.month_of(dt.datetime.combine(self.ends_before, dt.time(), dt.UTC))
         return periods.months_between(f"{self.starts_on:%Y-%m}", last)[:-1]
@@ -184,6 +184,10 @@ class CommitStatus:
         }
 
 
+# Bounds of the same few months, asked for by every commit.
+_month_bounds = functools.lru_cache(maxsize=1024)(periods.month_bounds)
+
+
 @dataclass(frozen=True)
 class _Segment:
     """An amount accruing evenly over [start, end)."""
@@ -211,7 +215,7 @@ def _timeline(
     )
     segments = []
     for month in commit.months:
-        start, end = periods.month_bounds(month)
+        start, end = _month_bounds(month)
         if month < current:
             segments.append(_Segment(start, end, totals.get(month, Decimal(0))))
         elif month == current:
@@ -241,36 +245,32 @@ def burndown(
     return CommitStatus(commit, consumed, round_to_cents(cumulative), exhaustion, now)
 
 
-def month_totals(
-    conn: sa.Connection, card: RateCard, commits: Iterable[Commit], now: dt.datetime
-) -> dict[str, dict[str, Decimal]]:
-    """Invoice totals by customer and month for every commit's months so far and the current
-    month, priced in one pass."""
-    commits = list(commits)
-    if not commits:
-        return {}
-    current = periods.month_of(now)
-    first = min(min(f"{c.starts_on:%Y-%m}" for c in commits), current)
-    customers = sorted({c.customer_id for c in commits})
-    totals: dict[str, dict[str, Decimal]] = {}
-    for invoice in invoices(conn, card, first, current, customers).invoices:
-        totals.setdefault(invoice.customer_id, {})[invoice.month] = invoice.total
-    return totals
-
-
 def commit_statuses(
     conn: sa.Connection,
-    card: RateCard,
     commits: Iterable[Commit],
     now: dt.datetime,
     forecast: Forecast = no_forecast,
 ) -> list[CommitStatus]:
-    """Every commit's burn-down as of `now`."""
+    """Every commit's burn-down from the invoice totals the pipeline stored (`invoice_totals`).
+    The current month's total is as of the run that priced it, so that is the instant its pace
+    is measured at (now, if it has not been priced yet)."""
     commits = list(commits)
-    totals = month_totals(conn, card, commits, now)
-    return [burndown(c, totals.get(c.customer_id, {}), now, forecast) for c in commits]
+    if not commits:
+        return []
+    current = periods.month_of(now)
+    as_of = min(invoices.priced_at(conn, current) or now, now)
+    first = min(f"{c.starts_on:%Y-%m}" for c in commits)
+    totals = invoices.stored_totals(conn, (c.customer_id for c in commits), first, current)
+    return [burndown(c, totals.get(c.customer_id, {}), as_of, forecast) for c in commits]
 
 
+INCIDENT_PREFIX = "commit-"
+# Commit incidents not resolved yet, and whether their alert went out.
+_OPEN_COMMIT_INCIDENTS = sa.text("""
+SELECT incident_key, notified_at IS NOT NULL AS notified
+FROM alert_incidents
+WHERE starts_with(incident_key, :prefix) AND resolved_at IS NULL
+""")
 _DELETE_BURNDOWN = sa.text("DELETE FROM commit_burndown")
 _INSERT_BURNDOWN = sa.text("""
 INSERT INTO commit_burndown
@@ -307,34 +307,46 @@ def replace_burndown(conn: sa.Connection, statuses: Iterable[CommitStatus]) -> N
 # --- alerts -----------------------------------------------------------------------------------
 
 
+def _conditions(status: CommitStatus) -> list[tuple[str, bool, str]]:
+    """(incident key, whether it holds, alert title) for the two incidents of a commit."""
+    commit = status.commit
+    key = f"{commit.customer_id}:{commit.starts_on}"
+    return [
+        (
+            f"{INCIDENT_PREFIX}will-exceed:{key}",
+            status.active and status.will_exceed and not status.exhausted,
+            f"Commit of {commit.customer_id} projected to run out on "
+            f"{status.projected_exhaustion_date}, before it ends on {commit.ends_before}",
+        ),
+        (
+            f"{INCIDENT_PREFIX}exhausted:{key}",
+            status.active and status.exhausted,
+            f"Commit of {commit.customer_id} has run out: consumed {money(status.consumed)} "
+            f"of {money(commit.amount)}",
+        ),
+    ]
+
+
 def alert(engine: sa.Engine, notifier: Notifier, statuses: Iterable[CommitStatus]) -> list[str]:
     """Raise an incident (alerted once) per active commit projected to run out before its end
-    and per commit that has run out; resolve those whose condition cleared. Returns the keys of
-    the incidents this call notified."""
-    notified = []
+    and per commit that has run out; resolve those whose condition cleared or whose commit left
+    the contracts file. Returns the keys of the incidents this call notified."""
+    with engine.connect() as conn:
+        open_incidents = dict(
+            conn.execute(_OPEN_COMMIT_INCIDENTS, {"prefix": INCIDENT_PREFIX}).all()
+        )
+    notified, holding = [], set()
     for status in statuses:
-        commit = status.commit
-        key = f"{commit.customer_id}:{commit.starts_on}"
-        shown = json_lines(status)
-        conditions = [
-            (
-                f"commit-will-exceed:{key}",
-                status.active and status.will_exceed and not status.exhausted,
-                f"Commit of {commit.customer_id} projected to run out on "
-                f"{status.projected_exhaustion_date}, before it ends on {commit.ends_before}",
-            ),
-            (
-                f"commit-exhausted:{key}",
-                status.active and status.exhausted,
-                f"Commit of {commit.customer_id} has run out: consumed {money(status.consumed)} "
-                f"of {money(commit.amount)}",
-            ),
-        ]
-        for incident, condition, title in conditions:
-            if not condition:
-                resolve_incident(engine, incident)
-            elif raise_incident(engine, notifier, incident, title, shown):
+        for incident, holds, title in _conditions(status):
+            if not holds:
+                continue
+            holding.add(incident)
+            if open_incidents.get(incident):
+                continue  # alerted already: once per incident
+            if raise_incident(engine, notifier, incident, title, json_lines(status)):
                 notified.append(incident)
+    for incident in sorted(set(open_incidents) - holding):
+        resolve_incident(engine, incident)
     return notified
 
 

@@ -4,7 +4,8 @@ A line item is one (customer, billable metric) of a month: the quantity is the m
 usage (exactly what `usage-billing usage` prints), the amount is the rate card's exact price of it
 rounded to cents; the total is the sum of the rounded lines. The `priced_usage` assets persist the
 same figures (`invoice_line_items`, `invoice_totals`) after the month is reported, and their checks
-prove that every invoiced quantity is what the billing API acknowledged.
+prove that every invoiced quantity is what the billing API acknowledged; commits burn down those
+stored totals.
 
 An invoice is *final* once its month is over and past the longest restatement horizon any collector
 declares; until then late data (a fraud chargeback, a late handoff) may still change it.
@@ -23,37 +24,31 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from usage_billing import periods
-from usage_billing.collectors import collectors
+from usage_billing.collectors import COLLECTOR_WORK_MEM, collectors
 from usage_billing.pricing import EXACT, RateCard, money
 from usage_billing.reporting import decimal_text
 
 CENTS_ZERO = Decimal("0.00")
-# The aggregated usage of [period_start, period_end) per month, customer and billable metric,
-# optionally for some customers only; ordered so that one pass groups it into invoices.
+# A month's aggregated usage per customer and billable metric, optionally of some customers only,
+# ordered so that one pass groups it into invoices.
 _MONTH_USAGE = sa.text("""
-SELECT to_char(window_start AT TIME ZONE 'UTC', 'YYYY-MM') AS month, customer_id,
-       billable_metric, sum(value) AS quantity
+SELECT customer_id, billable_metric, sum(value) AS quantity
 FROM aggregated_usage
 WHERE window_start >= :period_start AND window_start < :period_end
   AND (CAST(:customers AS text[]) IS NULL OR customer_id = ANY(CAST(:customers AS text[])))
-GROUP BY 1, 2, 3
+GROUP BY customer_id, billable_metric
 HAVING sum(value) <> 0
-ORDER BY customer_id, month, billable_metric
+ORDER BY customer_id, billable_metric
 """)
 _KNOWN_CUSTOMER = sa.text("""
 SELECT EXISTS (SELECT 1 FROM customers WHERE customer_id = :customer_id)
     OR EXISTS (SELECT 1 FROM aggregated_usage WHERE customer_id = :customer_id)
 """)
 _DELETE_LINE_ITEMS = sa.text("DELETE FROM invoice_line_items WHERE month = :month")
-# The whole month's line items in one statement, however many customers.
-_INSERT_LINE_ITEMS = sa.text("""
-INSERT INTO invoice_line_items
-  (month, customer_id, billable_metric, quantity, amount, rate_card_sha256, priced_at)
-SELECT :month, l.customer_id, l.billable_metric, l.quantity, l.amount, :rate_card_sha256, :priced_at
-FROM unnest(CAST(:customers AS text[]), CAST(:metrics AS text[]),
-            CAST(:quantities AS numeric[]), CAST(:amounts AS numeric[]))
-     AS l(customer_id, billable_metric, quantity, amount)
-""")
+_COPY_LINE_ITEMS = (
+    "COPY invoice_line_items (month, customer_id, billable_metric, quantity, amount, "
+    "rate_card_sha256, priced_at) FROM STDIN"
+)
 _DELETE_TOTALS = sa.text("DELETE FROM invoice_totals WHERE month = :month")
 # A total is the sum of its rounded line items, nothing else.
 _INSERT_TOTALS = sa.text("""
@@ -63,6 +58,14 @@ FROM invoice_line_items
 WHERE month = :month
 GROUP BY month, customer_id
 """)
+# Stored totals of some customers over months first..last (keys sort like months), and when the
+# current month was last priced.
+_STORED_TOTALS = sa.text("""
+SELECT customer_id, month, total
+FROM invoice_totals
+WHERE month >= :first AND month <= :last AND customer_id = ANY(CAST(:customers AS text[]))
+""")
+_PRICED_AT = sa.text("SELECT max(priced_at) FROM invoice_totals WHERE month = :month")
 _TOTALS_SUMMARY = sa.text("""
 SELECT count(*) AS customers, coalesce(sum(total), 0) AS total
 FROM invoice_totals WHERE month = :month
@@ -126,26 +129,41 @@ def price_usage(rows: Iterable[UsageRow], card: RateCard) -> PricedUsage:
 
 
 def month_usage(
-    conn: sa.Connection, first: str, last: str, customers: Sequence[str] | None = None
+    conn: sa.Connection, month: str, customers: Sequence[str] | None = None
 ) -> list[UsageRow]:
-    """Aggregated usage of the months `first`..`last` (optionally of some customers only)."""
+    """A month's aggregated usage per customer and metric (optionally of some customers only)."""
+    start, end = periods.month_bounds(month)
+    # One hash aggregate over the month's daily rows; the default 4 MB would spill it to disk.
+    conn.exec_driver_sql(f"SET LOCAL work_mem = '{COLLECTOR_WORK_MEM}'")
     params = {
-        "period_start": periods.month_bounds(first)[0],
-        "period_end": periods.month_bounds(last)[1],
+        "period_start": start,
+        "period_end": end,
         "customers": None if customers is None else list(customers),
     }
-    return [UsageRow(*row) for row in conn.execute(_MONTH_USAGE, params)]
+    return [UsageRow(month, *row) for row in conn.execute(_MONTH_USAGE, params)]
 
 
 def invoices(
-    conn: sa.Connection,
-    card: RateCard,
-    first: str,
-    last: str,
-    customers: Sequence[str] | None = None,
+    conn: sa.Connection, card: RateCard, month: str, customers: Sequence[str] | None = None
 ) -> PricedUsage:
-    """The invoices of the months `first`..`last`, priced now from aggregated usage."""
-    return price_usage(month_usage(conn, first, last, customers), card)
+    """The month's invoices, priced now from its aggregated usage."""
+    return price_usage(month_usage(conn, month, customers), card)
+
+
+def stored_totals(
+    conn: sa.Connection, customers: Iterable[str], first: str, last: str
+) -> dict[str, dict[str, Decimal]]:
+    """The totals `invoice_totals` holds per customer and month, months first..last."""
+    params = {"first": first, "last": last, "customers": sorted(set(customers))}
+    totals: dict[str, dict[str, Decimal]] = {}
+    for row in conn.execute(_STORED_TOTALS, params):
+        totals.setdefault(row.customer_id, {})[row.month] = row.total
+    return totals
+
+
+def priced_at(conn: sa.Connection, month: str) -> dt.datetime | None:
+    """When the month's totals were last priced (the pipeline clock of that run)."""
+    return conn.execute(_PRICED_AT, {"month": month}).scalar()
 
 
 def customer_known(conn: sa.Connection, customer_id: str) -> bool:
@@ -252,22 +270,16 @@ def replace_line_items(
 ) -> LineItemsSummary:
     """Re-price the month from aggregated usage and replace its line items, in one transaction.
     Usage without a price is left out and returned (the `every_metric_priced` check fails)."""
-    priced = invoices(conn, card, month, month)
+    priced = invoices(conn, card, month)
     items = [(i.customer_id, item) for i in priced.invoices for item in i.line_items]
     conn.execute(_DELETE_LINE_ITEMS, {"month": month})
-    if items:
-        conn.execute(
-            _INSERT_LINE_ITEMS,
-            {
-                "month": month,
-                "customers": [customer for customer, _ in items],
-                "metrics": [item.billable_metric for _, item in items],
-                "quantities": [item.quantity for _, item in items],
-                "amounts": [item.amount for _, item in items],
-                "rate_card_sha256": card.sha256,
-                "priced_at": as_of,
-            },
-        )
+    cursor = conn.connection.driver_connection.cursor()  # COPY: the month in one stream
+    with cursor.copy(_COPY_LINE_ITEMS) as copy:
+        for customer_id, item in items:
+            copy.write_row(
+                (month, customer_id, item.billable_metric, item.quantity, item.amount,
+                 card.sha256, as_of)
+            )  # fmt: skip
     by_metric: dict[str, Decimal] = {}
     for _, item in items:
         by_metric[item.billable_metric] = EXACT.add(

@@ -139,7 +139,7 @@ class RateCard:
 # --- loading and validation -----------------------------------------------------------------
 
 
-class _ExactLoader(yaml.SafeLoader):
+class _ExactLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when available
     """YAML whose floats stay their source text (`0.99` is "0.99", never 0.98999…)."""
 
 

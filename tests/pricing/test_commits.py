@@ -49,6 +49,7 @@ def test_commits_burn_down_across_months_and_alert_once_per_incident(
     webhook: Webhook,
     contracts_file: Callable[..., None],
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     contracts_file(
         ("cust_r", "95.00", "2025-01-01", "2025-07-01"),
@@ -122,6 +123,21 @@ def test_commits_burn_down_across_months_and_alert_once_per_incident(
     assert table[1].split() == [
         "cust_r", "2025-01-01..2025-07-01", "75.00", "86.00", "0.00", "225.33", "2025-03-12", "YES"
     ]  # fmt: skip
+
+    # Days later, before March runs again: the month to date is still the one priced on the
+    # 20th, so the pace is measured at the 20th, not now (it would fall to 26 / (24/31)).
+    monkeypatch.setenv("USAGE_BILLING_NOW", "2025-03-25T00:00:00+00:00")
+    [later] = _commits(capsys)
+    assert later["projected_consumed_by_end"] == "225.33"
+
+    # A commit that leaves the contracts file takes its open incident with it.
+    contracts_file(("cust_x", "1000.00", "2025-02-01", "2026-02-01"))
+    assert price_month(database_url, "2025-03", webhook.url).success
+    with engine.connect() as conn:
+        still_open = conn.execute(
+            sa.text("SELECT count(*) FROM alert_incidents WHERE resolved_at IS NULL")
+        ).scalar()
+    assert still_open == 0 and len(webhook.received) == 2
 
 
 def test_a_broken_contracts_file_is_one_line(

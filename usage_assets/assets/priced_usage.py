@@ -16,6 +16,7 @@ from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.checks import _problems, result
 from usage_assets.partitions import monthly_partitions
 from usage_billing import contracts, invoices, periods, pricing, sql
+from usage_billing.collectors import COLLECTOR_WORK_MEM
 from usage_billing.config import ConfigurationError
 from usage_billing.resources import AlertsResource, WarehouseResource
 
@@ -95,19 +96,18 @@ def invoice_totals(
     deps=[invoice_totals],
     kinds={"postgres"},
     description=(
-        "Every commit in the contracts file burned down as of now: consumed (the invoice totals "
-        "of its months so far), remaining, and the projection to its end from the month-to-date "
-        "pace. Alerts once per incident when an active commit is projected to run out before "
-        "its end, and when it has run out."
+        "Every commit in the contracts file burned down as of now: consumed (the stored invoice "
+        "totals of its months so far), remaining, and the projection to its end from the "
+        "month-to-date pace. Alerts once per incident when an active commit is projected to run "
+        "out before its end, and when it has run out."
     ),
 )
 def commit_burndown(warehouse: WarehouseResource, alerts: AlertsResource) -> dg.MaterializeResult:
-    card = _configured(pricing.load_rate_card)
     commits = _configured(contracts.load_contracts)
     now = periods.now()
     engine = warehouse.get_engine()
     with engine.begin() as conn:
-        statuses = _configured(lambda: contracts.commit_statuses(conn, card, commits, now))
+        statuses = contracts.commit_statuses(conn, commits, now)
         contracts.replace_burndown(conn, statuses)
     notified = contracts.alert(engine, alerts.get_client(), statuses)
     return dg.MaterializeResult(
@@ -122,19 +122,23 @@ def commit_burndown(warehouse: WarehouseResource, alerts: AlertsResource) -> dg.
     )
 
 
-def _months(context: dg.AssetCheckExecutionContext, conn: sa.Connection) -> dict[str, Any]:
-    """The months a check looks at: the partition's inside its run, else every priced month;
-    with the period that covers them."""
+def _sql_check(
+    name: str, context: dg.AssetCheckExecutionContext, conn: sa.Connection
+) -> list[dict[str, Any]]:
+    """The findings of `sql/<name>` for the partition's month inside its run, else for every
+    priced month."""
     if context.has_partition_key:
         months = [context.partition_key]
     else:
-        months = list(conn.execute(_PRICED_MONTHS).scalars()) or [periods.FIRST_MONTH]
-    start, end = periods.month_bounds(months[0])[0], periods.month_bounds(months[-1])[1]
-    return {"months": months, "period_start": start, "period_end": end}
-
-
-def _sql_check(name: str, context: dg.AssetCheckExecutionContext, conn: sa.Connection) -> list:
-    return _problems(sql.execute(conn, name, **_months(context, conn)))
+        months = list(conn.execute(_PRICED_MONTHS).scalars())
+    # Hash joins and aggregates over a month of daily rows: the default 4 MB would spill them.
+    conn.exec_driver_sql(f"SET LOCAL work_mem = '{COLLECTOR_WORK_MEM}'")
+    findings = []
+    for month in months:
+        start, end = periods.month_bounds(month)
+        rows = sql.execute(conn, name, month=month, period_start=start, period_end=end)
+        findings += _problems(rows)
+    return findings
 
 
 @dg.asset_check(
