@@ -26,7 +26,10 @@ def month_invoices(
     (an empty invoice when it is known but has no usage in the month)."""
     with database().connect() as conn:
         customers = None if customer_id is None else [customer_id]
-        priced = invoices.invoices(conn, card, month, customers)
+        try:
+            priced = invoices.invoices(conn, card, month, customers)
+        except pricing.PricingError as error:
+            raise UsageError(f"cannot price {month}: {error}") from None
         if priced.unpriced:
             row = priced.unpriced[0]
             raise ConfigurationError(

@@ -259,7 +259,9 @@ def commit_statuses(
         return []
     current = periods.month_of(now)
     as_of = min(invoices.priced_at(conn, current) or now, now)
-    first = min(f"{c.starts_on:%Y-%m}" for c in commits)
+    # From the first commit month, or the current month when every commit starts later: its
+    # pace projects the commits not started yet.
+    first = min(current, *(f"{c.starts_on:%Y-%m}" for c in commits))
     totals = invoices.stored_totals(conn, (c.customer_id for c in commits), first, current)
     return [burndown(c, totals.get(c.customer_id, {}), as_of, forecast) for c in commits]
 

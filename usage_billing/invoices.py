@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from usage_billing import periods
 from usage_billing.collectors import COLLECTOR_WORK_MEM, collectors
-from usage_billing.pricing import EXACT, RateCard, money
+from usage_billing.pricing import EXACT, PricingError, RateCard, money
 from usage_billing.reporting import decimal_text
 
 CENTS_ZERO = Decimal("0.00")
@@ -122,7 +122,10 @@ def price_usage(rows: Iterable[UsageRow], card: RateCard) -> PricedUsage:
             if row.billable_metric not in card.prices:
                 unpriced.append(row)
                 continue
-            amount = card.line_amount(row.billable_metric, row.quantity)
+            try:
+                amount = card.line_amount(row.billable_metric, row.quantity)
+            except PricingError as error:
+                raise PricingError(f"{row.customer_id}: {error}") from None
             items.append(LineItem(row.billable_metric, row.quantity, amount))
         invoices.append(Invoice(customer_id, month, tuple(items)))
     return PricedUsage(invoices, unpriced)

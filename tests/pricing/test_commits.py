@@ -130,14 +130,18 @@ def test_commits_burn_down_across_months_and_alert_once_per_incident(
     [later] = _commits(capsys)
     assert later["projected_consumed_by_end"] == "225.33"
 
-    # A commit that leaves the contracts file takes its open incident with it.
-    contracts_file(("cust_x", "1000.00", "2025-02-01", "2026-02-01"))
+    # A commit that leaves the contracts file takes its open incident with it. A commit that has
+    # not started yet runs at the current month's pace, now priced on the 25th: 2 x 26 / (24/31).
+    contracts_file(("cust_r", "100.00", "2025-05-01", "2025-07-01"))
     assert price_month(database_url, "2025-03", webhook.url).success
     with engine.connect() as conn:
         still_open = conn.execute(
             sa.text("SELECT count(*) FROM alert_incidents WHERE resolved_at IS NULL")
         ).scalar()
     assert still_open == 0 and len(webhook.received) == 2
+    [future] = _commits(capsys)
+    assert (future["consumed"], future["projected_consumed_by_end"]) == ("0.00", "67.17")
+    assert not future["will_exceed"]
 
 
 def test_a_broken_contracts_file_is_one_line(

@@ -292,3 +292,18 @@ def test_totals_that_are_not_the_sum_of_their_line_items_fail(
         "invoice_total": "6.52",
         "fractional_cents": True,
     }
+
+
+def test_a_negative_month_is_one_line_not_a_bill(
+    engine: sa.Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with engine.begin() as conn:  # what the blocking invalid_values check keeps from reporting
+        conn.execute(
+            sa.text(
+                "INSERT INTO aggregated_usage (billable_metric, customer_id, window_start, value) "
+                "VALUES ('fin_resolutions', 'cust_n', '2025-03-04', -2)"
+            )
+        )
+    assert cli.main(["invoice", "--month", "2025-03", "--json"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert "cannot price 2025-03: cust_n: fin_resolutions: a month's quantity of -2" in line
