@@ -1,4 +1,4 @@
-"""Invoices: a month's usage per customer priced with the rate card, in one pass.
+"""Invoices: a month's usage per customer priced with the rate card, inside PostgreSQL.
 
 A line item is one (customer, billable metric) of a month: the quantity is the month's aggregated
 usage (exactly what `usage-billing usage` prints), the amount is the rate card's exact price of it
@@ -23,32 +23,17 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from usage_billing import periods
+from usage_billing import periods, sql
 from usage_billing.collectors import COLLECTOR_WORK_MEM, collectors
-from usage_billing.pricing import EXACT, PricingError, RateCard, money
+from usage_billing.pricing import EXACT, PricingError, RateCard, money, negative_quantity
 from usage_billing.reporting import decimal_text
 
 CENTS_ZERO = Decimal("0.00")
-# A month's aggregated usage per customer and billable metric, optionally of some customers only,
-# ordered so that one pass groups it into invoices.
-_MONTH_USAGE = sa.text("""
-SELECT customer_id, billable_metric, sum(value) AS quantity
-FROM aggregated_usage
-WHERE window_start >= :period_start AND window_start < :period_end
-  AND (CAST(:customers AS text[]) IS NULL OR customer_id = ANY(CAST(:customers AS text[])))
-GROUP BY customer_id, billable_metric
-HAVING sum(value) <> 0
-ORDER BY customer_id, billable_metric
-""")
 _KNOWN_CUSTOMER = sa.text("""
 SELECT EXISTS (SELECT 1 FROM customers WHERE customer_id = :customer_id)
     OR EXISTS (SELECT 1 FROM aggregated_usage WHERE customer_id = :customer_id)
 """)
 _DELETE_LINE_ITEMS = sa.text("DELETE FROM invoice_line_items WHERE month = :month")
-_COPY_LINE_ITEMS = (
-    "COPY invoice_line_items (month, customer_id, billable_metric, quantity, amount, "
-    "rate_card_sha256, priced_at) FROM STDIN"
-)
 _DELETE_TOTALS = sa.text("DELETE FROM invoice_totals WHERE month = :month")
 # A total is the sum of its rounded line items, nothing else.
 _INSERT_TOTALS = sa.text("""
@@ -58,8 +43,7 @@ FROM invoice_line_items
 WHERE month = :month
 GROUP BY month, customer_id
 """)
-# Stored totals of some customers over months first..last (keys sort like months), and when the
-# current month was last priced.
+# Stored totals of some customers over months first..last (`YYYY-MM` sorts like the months).
 _STORED_TOTALS = sa.text("""
 SELECT customer_id, month, total
 FROM invoice_totals
@@ -111,46 +95,39 @@ class PricedUsage:
     unpriced: list[UsageRow]
 
 
-def price_usage(rows: Iterable[UsageRow], card: RateCard) -> PricedUsage:
-    """Price usage rows ordered by (customer, month) into invoices: one pass, exact."""
-    invoices, unpriced = [], []
-    for (customer_id, month), group in itertools.groupby(
-        rows, key=lambda row: (row.customer_id, row.month)
-    ):
-        items = []
-        for row in group:
-            if row.billable_metric not in card.prices:
-                unpriced.append(row)
-                continue
-            try:
-                amount = card.line_amount(row.billable_metric, row.quantity)
-            except PricingError as error:
-                raise PricingError(f"{row.customer_id}: {error}") from None
-            items.append(LineItem(row.billable_metric, row.quantity, amount))
-        invoices.append(Invoice(customer_id, month, tuple(items)))
-    return PricedUsage(invoices, unpriced)
-
-
-def month_usage(
-    conn: sa.Connection, month: str, customers: Sequence[str] | None = None
-) -> list[UsageRow]:
-    """A month's aggregated usage per customer and metric (optionally of some customers only)."""
+def _pricing_params(
+    card: RateCard, month: str, customers: Sequence[str] | None = None
+) -> dict[str, Any]:
     start, end = periods.month_bounds(month)
+    customers = None if customers is None else list(customers)
+    return {"period_start": start, "period_end": end, "customers": customers, **card.tier_table()}
+
+
+def _enough_memory(conn: sa.Connection) -> None:
     # One hash aggregate over the month's daily rows; the default 4 MB would spill it to disk.
     conn.exec_driver_sql(f"SET LOCAL work_mem = '{COLLECTOR_WORK_MEM}'")
-    params = {
-        "period_start": start,
-        "period_end": end,
-        "customers": None if customers is None else list(customers),
-    }
-    return [UsageRow(month, *row) for row in conn.execute(_MONTH_USAGE, params)]
 
 
 def invoices(
     conn: sa.Connection, card: RateCard, month: str, customers: Sequence[str] | None = None
 ) -> PricedUsage:
-    """The month's invoices, priced now from its aggregated usage."""
-    return price_usage(month_usage(conn, month, customers), card)
+    """The month's invoices (every customer's, or some customers'), priced now from its
+    aggregated usage by `sql/priced_month.sql`. PricingError for a negative month."""
+    _enough_memory(conn)
+    rows = sql.execute(conn, "priced_month.sql", **_pricing_params(card, month, customers))
+    found, unpriced = [], []
+    for customer_id, group in itertools.groupby(rows, key=lambda row: row.customer_id):
+        items = []
+        for row in group:
+            if row.quantity < 0:
+                error = negative_quantity(row.billable_metric, row.quantity)
+                raise PricingError(f"{customer_id}: {error}")
+            if row.amount is None:
+                unpriced.append(UsageRow(month, customer_id, row.billable_metric, row.quantity))
+            else:
+                items.append(LineItem(row.billable_metric, row.quantity, row.amount))
+        found.append(Invoice(customer_id, month, tuple(items)))
+    return PricedUsage(found, unpriced)
 
 
 def stored_totals(
@@ -264,32 +241,41 @@ def to_json(invoice: Invoice, now: dt.datetime, forecast: Forecast = no_forecast
 class LineItemsSummary:
     customers: int
     line_items: int
-    unpriced: list[UsageRow]
-    total_by_metric: dict[str, Decimal]
+    unpriced: int
+    amount_by_metric: dict[str, Decimal]
+
+
+@functools.cache
+def _replace_statement() -> sa.TextClause:
+    """sql/invoice_line_items_insert.sql around sql/priced_month.sql."""
+    wrapper = sql.read("invoice_line_items_insert.sql")
+    return sa.text(wrapper.replace("{priced_month_sql}", sql.read("priced_month.sql")))
 
 
 def replace_line_items(
     conn: sa.Connection, month: str, card: RateCard, as_of: dt.datetime
 ) -> LineItemsSummary:
-    """Re-price the month from aggregated usage and replace its line items, in one transaction.
-    Usage without a price is left out and returned (the `every_metric_priced` check fails)."""
-    priced = invoices(conn, card, month)
-    items = [(i.customer_id, item) for i in priced.invoices for item in i.line_items]
+    """Re-price the month from aggregated usage and replace its line items inside PostgreSQL, in
+    the caller's transaction. Usage without a price is left out and counted (the
+    `every_metric_priced` check fails on it); a negative month raises PricingError."""
+    _enough_memory(conn)
     conn.execute(_DELETE_LINE_ITEMS, {"month": month})
-    cursor = conn.connection.driver_connection.cursor()  # COPY: the month in one stream
-    with cursor.copy(_COPY_LINE_ITEMS) as copy:
-        for customer_id, item in items:
-            copy.write_row(
-                (month, customer_id, item.billable_metric, item.quantity, item.amount,
-                 card.sha256, as_of)
-            )  # fmt: skip
-    by_metric: dict[str, Decimal] = {}
-    for _, item in items:
-        by_metric[item.billable_metric] = EXACT.add(
-            by_metric.get(item.billable_metric, Decimal(0)), item.amount
-        )
-    customers = sum(1 for invoice in priced.invoices if invoice.line_items)
-    return LineItemsSummary(customers, len(items), priced.unpriced, dict(sorted(by_metric.items())))
+    params = {
+        **_pricing_params(card, month),
+        "month": month,
+        "rate_card_sha256": card.sha256,
+        "priced_at": as_of,
+    }
+    overall, *by_metric = conn.execute(_replace_statement(), params).all()
+    for row in by_metric:
+        if row.a_negative_quantity is not None:
+            raise negative_quantity(row.billable_metric, row.a_negative_quantity)
+    return LineItemsSummary(
+        customers=overall.customers,
+        line_items=overall.line_items,
+        unpriced=overall.unpriced,
+        amount_by_metric={row.billable_metric: row.amount for row in by_metric if row.line_items},
+    )
 
 
 def replace_totals(conn: sa.Connection, month: str) -> tuple[int, Decimal]:

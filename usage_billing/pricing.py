@@ -8,9 +8,13 @@ Three pricing models, each per customer per month (docs/architecture.md, "Pricin
     tiered      graduated: each tier prices the part of the quantity between the previous tier's
                 up_to (0 for the first) and its own; the last tier has no up_to
 
-Money is exact: a line's amount is quantity x price computed without rounding, then rounded to
-cents with ROUND_HALF_UP, once. Prices are plain decimal strings (or whole numbers); a YAML float
-is read from its source text, never through a binary float.
+All three are one rule, graduated tiers (a unit price or a rate is a single open tier), applied to
+a month in bulk inside PostgreSQL (`sql/priced_month.sql`, exact `numeric`) and to single
+quantities here (`RateCard.line_amount`); tests hold the two to each other. Money is exact: a
+line's amount is quantity x price computed without rounding, then rounded to cents with
+ROUND_HALF_UP (PostgreSQL's `round(numeric, 2)`: half away from zero), once. Prices are plain
+decimal strings (or whole numbers); a YAML float is read from its source text, never through a
+binary float.
 """
 
 from __future__ import annotations
@@ -50,6 +54,11 @@ class PricingError(ValueError):
     """A quantity no price applies to (a negative month of usage)."""
 
 
+def negative_quantity(billable_metric: str, quantity: object) -> PricingError:
+    """The error for a negative month: negative usage is never billed."""
+    return PricingError(f"{billable_metric}: a month's quantity of {quantity} is negative")
+
+
 def round_to_cents(amount: Decimal) -> Decimal:
     """`amount` rounded to cents, half a cent up (away from zero)."""
     return amount.quantize(CENT, rounding=decimal.ROUND_HALF_UP, context=EXACT)
@@ -61,26 +70,6 @@ def money(amount: Decimal) -> str:
 
 
 @dataclass(frozen=True)
-class UnitPrice:
-    """quantity x unit_price."""
-
-    unit_price: Decimal
-
-    def amount(self, quantity: Decimal) -> Decimal:
-        return EXACT.multiply(quantity, self.unit_price)
-
-
-@dataclass(frozen=True)
-class Percentage:
-    """A share of an amount of money: quantity x rate (a fraction)."""
-
-    rate: Decimal
-
-    def amount(self, quantity: Decimal) -> Decimal:
-        return EXACT.multiply(quantity, self.rate)
-
-
-@dataclass(frozen=True)
 class Tier:
     """Prices the part of a quantity up to `up_to` (None: no end) above the previous tier's."""
 
@@ -88,9 +77,9 @@ class Tier:
     unit_price: Decimal
 
 
-@dataclass(frozen=True)
-class Graduated:
-    """Graduated tiers: each prices only the part of the quantity that falls inside it."""
+class _Graduated:
+    """The one pricing rule: the sum over the tiers of (the part of the quantity inside the tier)
+    x its unit price. A unit price and a percentage are a single open tier."""
 
     tiers: tuple[Tier, ...]
 
@@ -108,10 +97,40 @@ class Graduated:
         return parts
 
     def amount(self, quantity: Decimal) -> Decimal:
+        """The exact, unrounded amount of `quantity`."""
         total = Decimal(0)
         for tier, part in self.parts(quantity):
             total = EXACT.add(total, EXACT.multiply(part, tier.unit_price))
         return total
+
+
+@dataclass(frozen=True)
+class UnitPrice(_Graduated):
+    """quantity x unit_price."""
+
+    unit_price: Decimal
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        return (Tier(None, self.unit_price),)
+
+
+@dataclass(frozen=True)
+class Percentage(_Graduated):
+    """A share of an amount of money: quantity x rate (a fraction)."""
+
+    rate: Decimal
+
+    @property
+    def tiers(self) -> tuple[Tier, ...]:
+        return (Tier(None, self.rate),)
+
+
+@dataclass(frozen=True)
+class Graduated(_Graduated):
+    """Graduated tiers: each prices only the part of the quantity that falls inside it."""
+
+    tiers: tuple[Tier, ...]
 
 
 PricingModel = UnitPrice | Percentage | Graduated
@@ -129,11 +148,24 @@ class RateCard:
     def line_amount(self, billable_metric: str, quantity: Decimal) -> Decimal:
         """The amount of one line: exact product, rounded to cents once. KeyError: no price."""
         if quantity < 0:
-            raise PricingError(
-                f"{billable_metric}: a month's quantity of {quantity} is negative; "
-                "negative usage is never billed"
-            )
+            raise negative_quantity(billable_metric, quantity)
         return round_to_cents(self.prices[billable_metric].amount(quantity))
+
+    def tier_table(self) -> dict[str, list[Any]]:
+        """Every tier as parallel arrays, the bind parameters of `sql/priced_month.sql`, which
+        applies the same rule inside PostgreSQL."""
+        table: dict[str, list[Any]] = {
+            "metrics": [], "lower_bounds": [], "upper_bounds": [], "unit_prices": []
+        }  # fmt: skip
+        for metric, model in self.prices.items():
+            lower = Decimal(0)
+            for tier in model.tiers:
+                table["metrics"].append(metric)
+                table["lower_bounds"].append(lower)
+                table["upper_bounds"].append(tier.up_to)
+                table["unit_prices"].append(tier.unit_price)
+                lower = tier.up_to if tier.up_to is not None else lower
+        return table
 
 
 # --- loading and validation -----------------------------------------------------------------

@@ -29,25 +29,26 @@ EVENTS = Graduated(
 )
 
 
-@pytest.mark.parametrize(
-    ("model", "quantity", "exact"),
-    [
-        (UnitPrice(D("2.00")), D("0"), D("0")),
-        (UnitPrice(D("2.00")), D("37"), D("74.00")),
-        (UnitPrice(D("0.99")), D("3"), D("2.97")),
-        (UnitPrice(D("0.99")), D("0.5"), D("0.495")),  # fractional quantity
-        (Percentage(D("0.25")), D("129.90"), D("32.4750")),
-        (Percentage(D("0.004")), D("0.01"), D("0.00004")),
-        # Graduated, at and around every boundary.
-        (EVENTS, D("999999"), D("0")),
-        (EVENTS, D("1000000"), D("0")),  # exactly up_to: all in the free tier
-        (EVENTS, D("1000001"), D("0.00001")),
-        (EVENTS, D("1000000.5"), D("0.000005")),
-        (EVENTS, D("100000000"), D("990.00000")),  # exactly the second up_to
-        (EVENTS, D("100000001"), D("990.000005")),
-        (EVENTS, D("150000000"), D("1240.000000")),
-    ],
-)
+# Hand-computed: (model, quantity, the exact amount before rounding).
+CASES = [
+    (UnitPrice(D("2.00")), D("0"), D("0")),
+    (UnitPrice(D("2.00")), D("37"), D("74.00")),
+    (UnitPrice(D("0.99")), D("3"), D("2.97")),
+    (UnitPrice(D("0.99")), D("0.5"), D("0.495")),  # fractional quantity
+    (Percentage(D("0.25")), D("129.90"), D("32.4750")),
+    (Percentage(D("0.004")), D("0.01"), D("0.00004")),
+    # Graduated, at and around every boundary.
+    (EVENTS, D("999999"), D("0")),
+    (EVENTS, D("1000000"), D("0")),  # exactly up_to: all in the free tier
+    (EVENTS, D("1000001"), D("0.00001")),
+    (EVENTS, D("1000000.5"), D("0.000005")),
+    (EVENTS, D("100000000"), D("990.00000")),  # exactly the second up_to
+    (EVENTS, D("100000001"), D("990.000005")),
+    (EVENTS, D("150000000"), D("1240.000000")),
+]
+
+
+@pytest.mark.parametrize(("model", "quantity", "exact"), CASES)
 def test_models_price_exactly(model: pricing.PricingModel, quantity: Decimal, exact: Decimal):
     assert model.amount(quantity) == exact
 

@@ -13,7 +13,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from usage_assets.assets.reported_usage import reported_usage
-from usage_assets.checks import _problems, result
+from usage_assets.checks import SHOWN, _problems, result
 from usage_assets.partitions import monthly_partitions
 from usage_billing import contracts, invoices, periods, pricing, sql
 from usage_billing.collectors import COLLECTOR_WORK_MEM
@@ -63,9 +63,9 @@ def invoice_line_items(
             "customers": summary.customers,
             "line_items": summary.line_items,
             "amount_by_metric": dg.MetadataValue.json(
-                {metric: pricing.money(total) for metric, total in summary.total_by_metric.items()}
+                {metric: pricing.money(total) for metric, total in summary.amount_by_metric.items()}
             ),
-            "unpriced_count": len(summary.unpriced),
+            "unpriced_count": summary.unpriced,
             "currency": card.currency,
             "rate_card": card.source,
             "rate_card_sha256": card.sha256,
@@ -115,8 +115,10 @@ def commit_burndown(warehouse: WarehouseResource, alerts: AlertsResource) -> dg.
             "commits": len(statuses),
             "will_exceed": sum(s.will_exceed for s in statuses),
             "exhausted": sum(s.exhausted for s in statuses),
-            "alerts_sent": dg.MetadataValue.json(notified),
-            "burndown": dg.MetadataValue.json([s.to_json() for s in statuses]),
+            "alerts_sent": dg.MetadataValue.json(notified[:SHOWN]),
+            "will_exceed_commits": dg.MetadataValue.json(
+                [s.to_json() for s in statuses if s.will_exceed][:SHOWN]
+            ),
             "as_of": now.isoformat(),
         }
     )
@@ -144,8 +146,9 @@ def _sql_check(
 @dg.asset_check(
     asset=invoice_line_items,
     blocking=True,
-    description="Every billable metric with usage in the month has a price: usage that no line "
-    "item prices (a metric missing from the rate card) fails, and blocks totals and commits.",
+    description="Every billable metric with usage in the month is priced: a metric with usage "
+    "but no line items (missing from the rate card) fails, listing its customers and quantities, "
+    "and blocks totals and commits.",
 )
 def every_metric_priced(
     context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
