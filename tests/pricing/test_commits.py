@@ -1,12 +1,9 @@
 """Commits burned down across months through the real pipeline, the `commits` command, and alerts
-once per incident; and the shipped files found by a non-editable install."""
+once per incident."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import zipfile
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -15,7 +12,6 @@ import pytest
 import sqlalchemy as sa
 
 from tests.collectors.common import History, load
-from tests.helpers import PROJECT_ROOT
 from tests.operations.conftest import Webhook
 from tests.pipeline import run_month
 from tests.pricing.conftest import price_month
@@ -153,36 +149,3 @@ def test_a_broken_contracts_file_is_one_line(
     assert cli.main(["commits", "--json"]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith(f"usage-billing: contracts {path}: c1: commit must be a mapping")
-
-
-def test_a_wheel_install_finds_the_shipped_rate_card_and_contracts(tmp_path: Path) -> None:
-    built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), "."],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert built.returncode == 0, built.stderr
-    [wheel] = tmp_path.glob("*.whl")
-    with zipfile.ZipFile(wheel) as archive:
-        archive.extractall(tmp_path / "site")
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    loaded = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from usage_billing import contracts, pricing;"
-            "card = pricing.load_rate_card(); print(card.source, len(card.prices));"
-            "print(len(contracts.load_contracts()))",
-        ],
-        cwd=elsewhere,
-        env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        capture_output=True,
-        text=True,
-    )
-    assert loaded.returncode == 0, loaded.stderr
-    source, prices = loaded.stdout.splitlines()[0].split()
-    assert source == str(tmp_path / "site" / "usage_billing" / "rate_card.yaml")
-    assert int(prices) == 7
-    assert int(loaded.stdout.splitlines()[1]) >= 1

@@ -38,6 +38,15 @@ def march() -> History:
     return history
 
 
+@pytest.fixture
+def reported_march(engine: sa.Engine, database_url: str, api: BillingApiResource) -> History:
+    """March's history loaded, aggregated and reported through the real pipeline."""
+    history = march()
+    load(engine, history.events)
+    assert run_month(database_url, api, "2025-03").success
+    return history
+
+
 def invoice_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
     assert cli.main(["invoice", "--month", "2025-03", "--json", *args]) == 0
     return json.loads(capsys.readouterr().out)
@@ -128,11 +137,9 @@ def test_invoices_price_the_reported_month_and_follow_restatements(
 def test_one_customer_unknown_customers_and_the_table(
     engine: sa.Engine,
     database_url: str,
-    api: BillingApiResource,
+    reported_march: History,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    load(engine, march().events)
-    assert run_month(database_url, api, "2025-03").success
 
     [invoice] = invoice_json(capsys, "--customer", "cust_f")
     assert invoice["customer_id"] == "cust_f" and invoice["total"] == "40.98"
@@ -162,14 +169,10 @@ def test_one_customer_unknown_customers_and_the_table(
 
 
 def test_final_once_past_the_restatement_horizons(
-    engine: sa.Engine,
-    database_url: str,
-    api: BillingApiResource,
+    reported_march: History,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    load(engine, march().events)
-    assert run_month(database_url, api, "2025-03").success
     # March ends on April 1st; Riskified's horizon, the longest, is 120 days: July 30th.
     for now, final in [("2025-04-02T00:00:00+00:00", False), ("2025-07-30T00:00:00+00:00", True)]:
         monkeypatch.setenv("USAGE_BILLING_NOW", now)
@@ -199,11 +202,9 @@ def test_a_rate_card_without_a_price_is_one_line(
 def test_usage_without_a_price_fails_the_check_and_blocks_the_totals(
     engine: sa.Engine,
     database_url: str,
-    api: BillingApiResource,
+    reported_march: History,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    load(engine, march().events)
-    assert run_month(database_url, api, "2025-03").success
     with engine.begin() as conn:  # a metric whose collector was removed, its usage still there
         conn.execute(
             sa.text(
@@ -263,10 +264,8 @@ def test_an_invoice_never_bills_what_was_not_reported(
 
 
 def test_totals_that_are_not_the_sum_of_their_line_items_fail(
-    engine: sa.Engine, database_url: str, api: BillingApiResource
+    engine: sa.Engine, database_url: str, reported_march: History
 ) -> None:
-    load(engine, march().events)
-    assert run_month(database_url, api, "2025-03").success
     assert price_month(database_url, "2025-03").success
     warehouse = WarehouseResource(database_url=database_url)
     check = totals_equal_line_items(dg.build_asset_check_context(), warehouse)

@@ -143,46 +143,43 @@ def _sql_check(
     return findings
 
 
-@dg.asset_check(
-    asset=invoice_line_items,
-    blocking=True,
-    description="Every billable metric with usage in the month is priced: a metric with usage "
-    "but no line items (missing from the rate card) fails, listing its customers and quantities, "
-    "and blocks totals and commits.",
+def build_sql_check(
+    asset: dg.AssetsDefinition, name: str, findings: str, description: str
+) -> dg.AssetChecksDefinition:
+    """A blocking check that fails when `sql/check_<name>.sql` finds anything (as `findings`)."""
+
+    @dg.asset_check(asset=asset, name=name, blocking=True, description=description)
+    def _check(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
+        with warehouse.get_engine().begin() as conn:
+            return result({findings: _sql_check(f"check_{name}.sql", context, conn)})
+
+    return _check
+
+
+every_metric_priced = build_sql_check(
+    invoice_line_items,
+    "every_metric_priced",
+    "unpriced",
+    "Every billable metric with usage in the month is priced: a metric with usage but no line "
+    "items (missing from the rate card) fails, listing its customers and quantities, and blocks "
+    "totals and commits.",
 )
-def every_metric_priced(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-) -> dg.AssetCheckResult:
-    with warehouse.get_engine().begin() as conn:
-        return result({"unpriced": _sql_check("check_unpriced_usage.sql", context, conn)})
-
-
-@dg.asset_check(
-    asset=invoice_line_items,
-    blocking=True,
-    description="Every invoiced quantity equals the usage the billing API acknowledged for the "
-    "month (the ledger over the month's windows), so an invoice never bills what was not "
-    "reported, nor leaves out what was.",
+invoiced_equals_acknowledged = build_sql_check(
+    invoice_line_items,
+    "invoiced_equals_acknowledged",
+    "mismatches",
+    "Every invoiced quantity equals the usage the billing API acknowledged for the month (the "
+    "ledger over the month's windows), so an invoice never bills what was not reported, nor "
+    "leaves out what was.",
 )
-def invoiced_equals_acknowledged(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-) -> dg.AssetCheckResult:
-    with warehouse.get_engine().begin() as conn:
-        findings = _sql_check("check_invoiced_acknowledged.sql", context, conn)
-    return result({"mismatches": findings})
-
-
-@dg.asset_check(
-    asset=invoice_totals,
-    blocking=True,
-    description="Every invoice total is the sum of its line items, and every line item is in "
-    "whole cents.",
+totals_equal_line_items = build_sql_check(
+    invoice_totals,
+    "totals_equal_line_items",
+    "mismatches",
+    "Every invoice total is the sum of its line items, and every line item is in whole cents.",
 )
-def totals_equal_line_items(
-    context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
-) -> dg.AssetCheckResult:
-    with warehouse.get_engine().begin() as conn:
-        return result({"mismatches": _sql_check("check_invoice_totals.sql", context, conn)})
 
 
 pricing_assets = [invoice_line_items, invoice_totals, commit_burndown]
