@@ -74,9 +74,10 @@ def ui(
 
 
 def expected_assets() -> list[list[str]]:
-    """Every collector's aggregated usage, usage_events and reported_usage."""
+    """Every collector's aggregated usage, usage_events, reported_usage and the priced usage."""
     usage = [["aggregated_usage", name] for name in collectors()]
-    return sorted([*usage, ["usage_events"], ["reported_usage"]])
+    priced = [["invoice_line_items"], ["invoice_totals"]]
+    return sorted([*usage, ["usage_events"], ["reported_usage"], *priced])
 
 
 def assert_backfill_succeeded(backfill: Backfill, ui: DagsterUi) -> None:
