@@ -20,28 +20,27 @@ def _unknown_customer(conn: sa.Connection, customer_id: str) -> bool:
 
 
 def month_invoices(
-    card: pricing.RateCard, month: str, customer_id: str | None
+    conn: sa.Connection, card: pricing.RateCard, month: str, customer_id: str | None
 ) -> list[invoices.Invoice]:
     """The month's invoices priced now with the rate card: every customer's, or one customer's
     (an empty invoice when it is known but has no usage in the month)."""
-    with database().connect() as conn:
-        customers = None if customer_id is None else [customer_id]
-        try:
-            priced = invoices.invoices(conn, card, month, customers)
-        except pricing.PricingError as error:
-            raise UsageError(f"cannot price {month}: {error}") from None
-        if priced.unpriced:
-            row = priced.unpriced[0]
-            raise ConfigurationError(
-                f"rate card {card.source}: {row.billable_metric}: has usage in {row.month} "
-                f"({row.customer_id}) but no price"
+    customers = None if customer_id is None else [customer_id]
+    try:
+        priced = invoices.invoices(conn, card, month, customers)
+    except pricing.PricingError as error:
+        raise UsageError(f"cannot price {month}: {error}") from None
+    if priced.unpriced:
+        row = priced.unpriced[0]
+        raise ConfigurationError(
+            f"rate card {card.source}: {row.billable_metric}: has usage in {row.month} "
+            f"({row.customer_id}) but no price"
+        )
+    if customer_id is not None and not priced.invoices:
+        if _unknown_customer(conn, customer_id):
+            raise UsageError(
+                f"unknown customer {customer_id!r}: no usage, registration or contract"
             )
-        if customer_id is not None and not priced.invoices:
-            if _unknown_customer(conn, customer_id):
-                raise UsageError(
-                    f"unknown customer {customer_id!r}: no usage, registration or contract"
-                )
-            return [invoices.Invoice(customer_id, month, ())]
+        return [invoices.Invoice(customer_id, month, ())]
     return priced.invoices
 
 
@@ -76,11 +75,13 @@ def cmd_invoice(args: argparse.Namespace) -> int:
     month = partition(args.month)
     now = periods.now()
     card = pricing.load_rate_card()
-    found = month_invoices(card, month, args.customer)
-    if args.json:
-        print_json([invoices.to_json(invoice, now) for invoice in found])
-    else:
-        print(render_invoices(month, card.currency, found, now))
+    with database().connect() as conn:
+        found = month_invoices(conn, card, month, args.customer)
+        forecast = invoices.month_forecast(conn)
+        if args.json:
+            print_json([invoices.to_json(invoice, now, forecast) for invoice in found])
+        else:
+            print(render_invoices(month, card.currency, found, now))
     return 0
 
 
@@ -88,7 +89,8 @@ def commit_statuses() -> list[contracts.CommitStatus]:
     """Every commit of the contracts file burned down from the stored invoice totals."""
     commits = contracts.load_contracts()
     with database().connect() as conn:
-        return contracts.commit_statuses(conn, commits, periods.now())
+        forecast = invoices.month_forecast(conn)
+        return contracts.commit_statuses(conn, commits, periods.now(), forecast)
 
 
 def render_commits(statuses: list[contracts.CommitStatus]) -> str:

@@ -189,6 +189,12 @@ def no_forecast(
     return None
 
 
+def month_forecast(conn: sa.Connection) -> Forecast:
+    """The forecast every projection uses (`invoice`, `commits`, the `commit_burndown` asset):
+    the place a forecasting model plugs in, with the connection it may read daily usage from."""
+    return no_forecast
+
+
 def elapsed_share(month: str, as_of: dt.datetime) -> Decimal:
     """How much of the month has passed at `as_of`, from 0 to 1, exactly."""
     start, end = periods.month_bounds(month)

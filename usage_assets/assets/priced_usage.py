@@ -107,7 +107,7 @@ def commit_burndown(warehouse: WarehouseResource, alerts: AlertsResource) -> dg.
     now = periods.now()
     engine = warehouse.get_engine()
     with engine.begin() as conn:
-        statuses = contracts.commit_statuses(conn, commits, now)
+        statuses = contracts.commit_statuses(conn, commits, now, invoices.month_forecast(conn))
         contracts.replace_burndown(conn, statuses)
     notified = contracts.alert(engine, alerts.get_client(), statuses)
     return dg.MaterializeResult(
