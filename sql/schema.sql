@@ -160,3 +160,42 @@ CREATE TABLE IF NOT EXISTS alert_incidents (
   notified_at  timestamptz,
   resolved_at  timestamptz
 );
+
+-- Priced usage (the priced_usage assets): a month's line items per customer and billable metric,
+-- quantity = the month's aggregated usage, amount = quantity x the rate card's price rounded to
+-- cents (ROUND_HALF_UP) once; rate_card_sha256 names the card that priced it.
+CREATE TABLE IF NOT EXISTS invoice_line_items (
+  month            text NOT NULL,
+  customer_id      text NOT NULL,
+  billable_metric  text NOT NULL,
+  quantity         numeric NOT NULL,
+  amount           numeric NOT NULL,
+  rate_card_sha256 text NOT NULL,
+  priced_at        timestamptz NOT NULL,
+  PRIMARY KEY (month, customer_id, billable_metric)
+);
+
+-- A month's total per customer: the sum of its rounded line items.
+CREATE TABLE IF NOT EXISTS invoice_totals (
+  month       text NOT NULL,
+  customer_id text NOT NULL,
+  total       numeric NOT NULL,
+  line_items  integer NOT NULL,
+  priced_at   timestamptz NOT NULL,
+  PRIMARY KEY (month, customer_id)
+);
+
+-- Commit burn-down as of the last run of the commit_burndown asset (usage-billing commits).
+CREATE TABLE IF NOT EXISTS commit_burndown (
+  customer_id                text NOT NULL,
+  starts_on                  date NOT NULL,
+  ends_before                date NOT NULL,
+  commit_amount              numeric NOT NULL,
+  consumed                   numeric NOT NULL,
+  remaining                  numeric NOT NULL,
+  projected_consumed_by_end  numeric NOT NULL,
+  projected_exhaustion_date  date,
+  will_exceed                boolean NOT NULL,
+  as_of                      timestamptz NOT NULL,
+  PRIMARY KEY (customer_id, starts_on)
+);

@@ -106,6 +106,7 @@ def test_the_wheel_holds_only_the_projects_own_names_and_works_from_anywhere(
     assert packages == {"usage_billing", "usage_assets", "metronome_sandbox"}
     for data in ("usage_billing/sql/collectors/events_sent.sql", "usage_billing/cli/dagster.yaml"):
         assert data in names
+    assert {"usage_billing/rate_card.yaml", "usage_billing/contracts.yaml"} <= set(names)
     assert "metronome_sandbox/sql/ingest.sql" in names
 
     target = tmp_path / "site"

@@ -13,6 +13,7 @@ import dagster as dg
 from usage_assets.assets.aggregated_usage import usage_assets
 from usage_assets.assets.billing_api_usage import billing_api_usage
 from usage_assets.assets.insights import usage_insights
+from usage_assets.assets.priced_usage import pricing_assets, pricing_checks
 from usage_assets.assets.raw_metrics import raw_metrics
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
@@ -45,17 +46,20 @@ defs = dg.Definitions(
         *usage_assets,
         usage_events,
         reported_usage,
+        *pricing_assets,
         billing_api_usage,
         usage_insights,
     ],
-    asset_checks=checks,
+    asset_checks=[*checks, *pricing_checks],
     jobs=[usage_billing_job, billing_api_history_job, dlq_redrive_job, insights_job],
     schedules=[*schedules, insights_hourly],
     sensors=[
         retry_failed_partitions,
         redrive_when_healthy,
         late_raw_data,
-        build_check_alert_sensor([key for check in checks for key in check.check_keys]),
+        build_check_alert_sensor(
+            [key for check in [*checks, *pricing_checks] for key in check.check_keys]
+        ),
     ],
     resources={
         "warehouse": WarehouseResource(database_url=_env_or("USAGE_DATABASE_URL", None)),

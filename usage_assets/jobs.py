@@ -6,11 +6,12 @@ from usage_assets.assets.billing_api_usage import billing_api_usage
 from usage_billing import periods, reporting
 from usage_billing.resources import BillingApiResource, WarehouseResource
 
-# Aggregation, usage events and reporting, one month at a time (partitions come from the assets).
+# Aggregation, usage events, reporting and pricing, one month at a time (partitions come from the
+# assets; the commit burn-down, not partitioned, is refreshed by every run).
 usage_billing_job = dg.define_asset_job(
     "usage_billing",
-    selection=dg.AssetSelection.groups("aggregated_usage", "reporting"),
-    description="Collect, build usage events and report one month.",
+    selection=dg.AssetSelection.groups("aggregated_usage", "reporting", "billing"),
+    description="Collect, build usage events, report and price one month.",
 )
 
 # Only the checks of billing_api_usage (never materialized): every month against the billing API.

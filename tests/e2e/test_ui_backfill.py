@@ -74,10 +74,12 @@ def ui(
 
 
 def expected_assets() -> list[list[str]]:
-    """Every collector's aggregated usage, usage_events, reported_usage and the insights."""
+    """Every collector's aggregated usage, usage_events, reported_usage, the priced usage and the
+    insights."""
     usage = [["aggregated_usage", name] for name in collectors()]
+    priced = [["invoice_line_items"], ["invoice_totals"]]
     insights = [["insights", "usage_forecast"], ["insights", "usage_spikes"]]
-    return sorted([*usage, ["usage_events"], ["reported_usage"], *insights])
+    return sorted([*usage, ["usage_events"], ["reported_usage"], *priced, *insights])
 
 
 def assert_backfill_succeeded(backfill: Backfill, ui: DagsterUi) -> None:

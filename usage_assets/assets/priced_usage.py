@@ -1,0 +1,186 @@
+"""Priced usage: the month's invoices and the commits they burn down, after the month is reported.
+
+`invoice_line_items` sits downstream of `reported_usage`, so in a month's run it prices exactly the
+usage the billing API has just acknowledged, and its check `invoiced_equals_acknowledged` can hold
+it to that. The rate card and the contracts are read at every run (`USAGE_RATE_CARD`,
+`USAGE_CONTRACTS`), so an edited file takes effect at the next run, or fails it with one line.
+"""
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import dagster as dg
+import sqlalchemy as sa
+
+from usage_assets.assets.reported_usage import reported_usage
+from usage_assets.checks import SHOWN, _problems, result
+from usage_assets.partitions import monthly_partitions
+from usage_billing import contracts, invoices, periods, pricing, sql
+from usage_billing.collectors import COLLECTOR_WORK_MEM
+from usage_billing.config import ConfigurationError
+from usage_billing.resources import AlertsResource, WarehouseResource
+
+GROUP = "billing"
+T = TypeVar("T")
+
+# Months the priced_usage tables hold (what checks look at outside a partition's run).
+_PRICED_MONTHS = sa.text("""
+SELECT month FROM invoice_line_items UNION SELECT month FROM invoice_totals ORDER BY 1
+""")
+
+
+def _configured(load: Callable[[], T]) -> T:
+    """The rate card or the contracts; a file that cannot work fails the run without retries."""
+    try:
+        return load()
+    except (ConfigurationError, pricing.PricingError) as error:
+        raise dg.Failure(description=str(error), allow_retries=False) from None
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=monthly_partitions,
+    deps=[reported_usage],
+    kinds={"postgres"},
+    description=(
+        "The month's invoice line items: per customer and billable metric, quantity = the "
+        "month's aggregated usage and amount = quantity x the rate card's price, computed "
+        "exactly and rounded to cents (ROUND_HALF_UP) once. Priced after the month is reported, "
+        "so every invoiced quantity is one the billing API acknowledged."
+    ),
+)
+def invoice_line_items(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    card = _configured(pricing.load_rate_card)
+    as_of = periods.now()
+    with warehouse.get_engine().begin() as conn:
+        summary = _configured(
+            lambda: invoices.replace_line_items(conn, context.partition_key, card, as_of)
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "customers": summary.customers,
+            "line_items": summary.line_items,
+            "amount_by_metric": dg.MetadataValue.json(
+                {metric: pricing.money(total) for metric, total in summary.amount_by_metric.items()}
+            ),
+            "unpriced_count": summary.unpriced,
+            "currency": card.currency,
+            "rate_card": card.source,
+            "rate_card_sha256": card.sha256,
+            "as_of": as_of.isoformat(),
+        }
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    partitions_def=monthly_partitions,
+    deps=[invoice_line_items],
+    kinds={"postgres", "sql"},
+    description="The month's total per customer: the sum of its rounded line items.",
+)
+def invoice_totals(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    with warehouse.get_engine().begin() as conn:
+        customers, total = invoices.replace_totals(conn, context.partition_key)
+    return dg.MaterializeResult(
+        metadata={"customers": customers, "total": dg.MetadataValue.text(pricing.money(total))}
+    )
+
+
+@dg.asset(
+    group_name=GROUP,
+    deps=[invoice_totals],
+    kinds={"postgres"},
+    description=(
+        "Every commit in the contracts file burned down as of now: consumed (the stored invoice "
+        "totals of its months so far), remaining, and the projection to its end from the "
+        "month-to-date pace. Alerts once per incident when an active commit is projected to run "
+        "out before its end, and when it has run out."
+    ),
+)
+def commit_burndown(warehouse: WarehouseResource, alerts: AlertsResource) -> dg.MaterializeResult:
+    commits = _configured(contracts.load_contracts)
+    now = periods.now()
+    engine = warehouse.get_engine()
+    with engine.begin() as conn:
+        statuses = contracts.commit_statuses(conn, commits, now, invoices.month_forecast(conn))
+        contracts.replace_burndown(conn, statuses)
+    notified = contracts.alert(engine, alerts.get_client(), statuses)
+    return dg.MaterializeResult(
+        metadata={
+            "commits": len(statuses),
+            "will_exceed": sum(s.will_exceed for s in statuses),
+            "exhausted": sum(s.exhausted for s in statuses),
+            "alerts_sent": dg.MetadataValue.json(notified[:SHOWN]),
+            "will_exceed_commits": dg.MetadataValue.json(
+                [s.to_json() for s in statuses if s.will_exceed][:SHOWN]
+            ),
+            "as_of": now.isoformat(),
+        }
+    )
+
+
+def _sql_check(
+    name: str, context: dg.AssetCheckExecutionContext, conn: sa.Connection
+) -> list[dict[str, Any]]:
+    """The findings of `sql/<name>` for the partition's month inside its run, else for every
+    priced month."""
+    if context.has_partition_key:
+        months = [context.partition_key]
+    else:
+        months = list(conn.execute(_PRICED_MONTHS).scalars())
+    # Hash joins and aggregates over a month of daily rows: the default 4 MB would spill them.
+    conn.exec_driver_sql(f"SET LOCAL work_mem = '{COLLECTOR_WORK_MEM}'")
+    findings = []
+    for month in months:
+        start, end = periods.month_bounds(month)
+        rows = sql.execute(conn, name, month=month, period_start=start, period_end=end)
+        findings += _problems(rows)
+    return findings
+
+
+def build_sql_check(
+    asset: dg.AssetsDefinition, name: str, findings: str, description: str
+) -> dg.AssetChecksDefinition:
+    """A blocking check that fails when `sql/check_<name>.sql` finds anything (as `findings`)."""
+
+    @dg.asset_check(asset=asset, name=name, blocking=True, description=description)
+    def _check(
+        context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource
+    ) -> dg.AssetCheckResult:
+        with warehouse.get_engine().begin() as conn:
+            return result({findings: _sql_check(f"check_{name}.sql", context, conn)})
+
+    return _check
+
+
+every_metric_priced = build_sql_check(
+    invoice_line_items,
+    "every_metric_priced",
+    "unpriced",
+    "Every billable metric with usage in the month is priced: a metric with usage but no line "
+    "items (missing from the rate card) fails, listing its customers and quantities, and blocks "
+    "totals and commits.",
+)
+invoiced_equals_acknowledged = build_sql_check(
+    invoice_line_items,
+    "invoiced_equals_acknowledged",
+    "mismatches",
+    "Every invoiced quantity equals the usage the billing API acknowledged for the month (the "
+    "ledger over the month's windows), so an invoice never bills what was not reported, nor "
+    "leaves out what was.",
+)
+totals_equal_line_items = build_sql_check(
+    invoice_totals,
+    "totals_equal_line_items",
+    "mismatches",
+    "Every invoice total is the sum of its line items, and every line item is in whole cents.",
+)
+
+
+pricing_assets = [invoice_line_items, invoice_totals, commit_burndown]
+pricing_checks = [every_metric_priced, invoiced_equals_acknowledged, totals_equal_line_items]
