@@ -12,18 +12,17 @@ from usage_billing.billing_api import BillingApiClient, connect
 class BillingApiResource(dg.ConfigurableResource):
     """Metronome's usage API, or local mode's sandbox; `get_client()` gives the plain client."""
 
-    base_url: str = Field(
-        description="Base URL of the billing API (`METRONOME_BASE_URL`; local mode: the sandbox "
-        "on 127.0.0.1:8787)."
+    base_url: str | None = Field(
+        default=None,
+        description="Base URL of the billing API (`METRONOME_BASE_URL`, bound as an EnvVar). "
+        "Unset together with bearer_token: read from the environment when the client is made, "
+        "which in local mode means the sandbox on 127.0.0.1:8787, started on demand.",
     )
-    bearer_token: str = Field(
+    bearer_token: str | None = Field(
+        default=None,
         repr=False,
-        description="Bearer token (`METRONOME_BEARER_TOKEN`, an EnvVar; local mode: the dev "
-        "token). Only ever sent as a request header.",
-    )
-    start_local_sandbox: bool = Field(
-        default=False,
-        description="Local mode: start the sandbox at base_url on demand if it is not running.",
+        description="Bearer token (`METRONOME_BEARER_TOKEN`, an EnvVar; with a loopback base_url "
+        "and no token: the dev token). Only ever sent as a request header.",
     )
     timeout_seconds: float = Field(default=60.0, description="Read timeout of one request.")
     connect_timeout_seconds: float = Field(default=5.0, description="Connect timeout.")
@@ -52,8 +51,14 @@ class BillingApiResource(dg.ConfigurableResource):
 
     def get_client(self) -> BillingApiClient:
         """The plain client with this configuration (starting the local sandbox if asked)."""
-        settings = config.BillingApiSettings(
-            self.base_url, self.bearer_token, local=self.start_local_sandbox
-        )
-        policy = self.model_dump(exclude={"base_url", "bearer_token", "start_local_sandbox"})
+        if self.base_url is None and self.bearer_token is None:
+            settings = config.billing_api_settings()  # the environment as it is now
+        else:
+            settings = config.billing_api_settings(
+                {
+                    "METRONOME_BASE_URL": self.base_url or "",
+                    "METRONOME_BEARER_TOKEN": self.bearer_token or "",
+                }
+            )
+        policy = self.model_dump(exclude={"base_url", "bearer_token"})
         return connect(settings, **policy)

@@ -30,7 +30,7 @@ from usage_assets.sensors import (
 from usage_billing import config
 from usage_billing.resources import AlertsResource, BillingApiResource, WarehouseResource
 
-billing_api = config.check()
+config.check()
 
 
 def _env_or(name: str, default: str | None) -> str | dg.EnvVar | None:
@@ -64,9 +64,8 @@ defs = dg.Definitions(
     resources={
         "warehouse": WarehouseResource(database_url=_env_or("USAGE_DATABASE_URL", None)),
         "billing_api": BillingApiResource(
-            base_url=_env_or("METRONOME_BASE_URL", billing_api.base_url),
-            bearer_token=_env_or("METRONOME_BEARER_TOKEN", billing_api.bearer_token),
-            start_local_sandbox=billing_api.local,
+            base_url=_env_or("METRONOME_BASE_URL", None),
+            bearer_token=_env_or("METRONOME_BEARER_TOKEN", None),
         ),
         "alerts": AlertsResource(webhook_url=_env_or("USAGE_ALERTS_WEBHOOK_URL", None)),
     },
