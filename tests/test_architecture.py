@@ -4,6 +4,7 @@ the project's own."""
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -91,9 +92,16 @@ def test_the_core_and_the_sandbox_know_nothing_of_dagster_or_each_other() -> Non
 def test_the_wheel_holds_only_the_projects_own_names_and_works_from_anywhere(
     tmp_path: Path,
 ) -> None:
+    source = tmp_path / "source"  # a copy of the checkout: building leaves build/ behind
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True
+    ).stdout.decode().split("\0")
+    for name in filter(None, tracked):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / name, source / name, follow_symlinks=False)
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), "."],
-        cwd=PROJECT_ROOT,
+        cwd=source,
         capture_output=True,
         text=True,
     )
