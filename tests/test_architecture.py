@@ -93,9 +93,11 @@ def test_the_wheel_holds_only_the_projects_own_names_and_works_from_anywhere(
     tmp_path: Path,
 ) -> None:
     source = tmp_path / "source"  # a copy of the checkout: building leaves build/ behind
-    tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True
-    ).stdout.decode().split("\0")
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=PROJECT_ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, tracked):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(PROJECT_ROOT / name, source / name, follow_symlinks=False)

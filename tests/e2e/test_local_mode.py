@@ -117,6 +117,17 @@ def test_after_the_demo_every_command_works_on_the_local_default(
     usage = json.loads(local_user.ok("usage", "--month", month, "--json"))
     assert usage and {"customer_id", "billable_metric", "value"} == set(usage[0])
     assert json.loads(local_user.ok("dlq", "list", "--json")) == []
+    invoices = json.loads(local_user.ok("invoice", "--month", month, "--json"))
+    assert {invoice["customer_id"] for invoice in invoices} == {
+        "cust_0001",
+        "cust_0002",
+        "cust_0003",
+    }
+    assert all(invoice["final"] is False for invoice in invoices)
+    assert isinstance(json.loads(local_user.ok("commits", "--json")), list)
+    forecasts = json.loads(local_user.ok("forecast", "--month", month, "--json"))
+    assert forecasts and {"month_to_date", "projected", "low", "high"} <= set(forecasts[0])
+    assert isinstance(json.loads(local_user.ok("spikes", "--month", month, "--json")), list)
     assert "nothing to redrive" in local_user.ok("dlq", "redrive")
     assert local_user.ok("db", "url").startswith("postgresql")
 
