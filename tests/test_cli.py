@@ -1,6 +1,9 @@
 """The CLI's materialize and usage commands on a real Dagster instance backed by PostgreSQL."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -73,3 +76,45 @@ def test_seed_is_deterministic_and_idempotent(engine: sa.Engine, tmp_path: Path)
     loaded = loader.load_file(engine, first)
     assert loaded.quarantined == 0 and loaded.loaded == len(set(lines))
     assert loader.load_file(engine, first).loaded == 0
+
+
+DEAD = sa.text("""
+WITH outbox AS (
+  INSERT INTO usage_outbox (transaction_id, partition_key, event_type, customer_id, window_start,
+                            revision, delta, status)
+  SELECT 'tx-' || n, '2025-03', 'events_sent', 'cust_' || n, '2025-03-05T00:00:00Z', 1, n, 'dead'
+  FROM generate_series(1, :letters) AS n
+  RETURNING transaction_id
+)
+INSERT INTO dead_letters (transaction_id, status_code, message, retryable)
+SELECT transaction_id, 400, 'rejected: ' || repeat('x', 60), false FROM outbox
+""")
+
+
+def test_dlq_list_json_has_the_contracts_shape(
+    engine: sa.Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(DEAD, {"letters": 2})
+    assert cli.main(["dlq", "list", "--json"]) == 0
+    letters = json.loads(capsys.readouterr().out)
+    assert len(letters) == 2
+    contract = {"transaction_id", "partition_key", "billable_metric", "customer_id"}
+    assert contract | {"status_code", "message"} <= set(letters[0])
+    assert letters[0]["status_code"] == 400  # a number, as the API answered it
+    assert letters[0]["billable_metric"] == "events_sent"
+
+
+def test_dlq_list_into_head_ends_quietly(engine: sa.Engine, database_url: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(DEAD, {"letters": 3000})  # far more than a pipe holds
+    env = {**os.environ, "USAGE_DATABASE_URL": database_url}
+    command = [sys.executable, "-m", "usage_billing.cli", "dlq", "list"]
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as listing:
+        first = listing.stdout.readline()
+        listing.stdout.close()  # what `| head -1` does once it has its line
+        errors = listing.stderr.read()
+    assert first == "3000 unresolved dead letters\n"
+    assert "Traceback" not in errors and "BrokenPipeError" not in errors, errors

@@ -332,3 +332,27 @@ def test_sandbox_events_filters(client: httpx.Client) -> None:
     assert [e["transaction_id"] for e in stored(client, customer_id="cust_b")] == ["b1", "b2"]
     only = stored(client, customer_id="cust_b", event_type="fin_resolutions")
     assert [e["transaction_id"] for e in only] == ["b2"]
+
+
+def test_the_test_aids_require_the_token_too(
+    sandbox: str, client: httpx.Client, subtests: pytest.Subtests
+) -> None:
+    assert client.post("/v1/ingest", json=[GOOD]).status_code == 200
+    aids = [
+        ("GET", "/sandbox/events", None),
+        ("GET", "/sandbox/config", None),
+        ("POST", "/sandbox/config", {"fault_rate": 1}),
+        ("GET", "/sandbox/clock", None),
+        ("POST", "/sandbox/clock", {"now": "2030-01-01T00:00:00Z"}),
+        ("GET", "/sandbox/health", None),
+    ]
+    for method, path, body in aids:
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            with subtests.test(f"{method} {path} {headers}"):
+                response = httpx.request(method, f"{sandbox}{path}", json=body, headers=headers)
+                assert response.status_code == 401
+                assert "Unauthorized" in _message(response)
+    # nothing changed behind the refusals
+    assert client.get("/sandbox/config").json()["fault_rate"] == 0
+    assert client.get("/sandbox/clock").json()["now"] == "2025-03-15T12:00:00Z"
+    assert len(stored(client)) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import socket
 import subprocess
@@ -57,3 +58,22 @@ def test_running_sandbox_reports_a_port_in_use(database_url: str) -> None:
         settings = SandboxSettings(port=port, database_url=database_url)
         with pytest.raises(RuntimeError, match="did not start"), running_sandbox(settings):
             pass
+
+
+def test_binding_beyond_loopback_warns(database_url: str) -> None:
+    command = [sys.executable, "-m", "metronome_sandbox", "--host", "0.0.0.0", "--port", "0"]
+    with subprocess.Popen(
+        command,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "USAGE_DATABASE_URL": database_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        try:
+            banner = process.stdout.readline()  # blocks until the server listens
+            assert banner.startswith("Metronome sandbox listening on http://0.0.0.0:")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, errors = process.communicate(timeout=30)
+    assert "WARNING: binding 0.0.0.0, not loopback" in errors
