@@ -7,9 +7,8 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from usage_billing import contracts, invoices, periods, pricing
+from usage_billing import contracts, invoices, periods, pricing, projections
 from usage_billing.cli.common import UsageError, database, partition, print_json
-from usage_billing.config import ConfigurationError
 from usage_billing.reporting import decimal_text
 
 
@@ -26,22 +25,16 @@ def month_invoices(
     (an empty invoice when it is known but has no usage in the month)."""
     customers = None if customer_id is None else [customer_id]
     try:
-        priced = invoices.invoices(conn, card, month, customers)
+        found = invoices.priced_invoices(conn, card, month, customers)
     except pricing.PricingError as error:
         raise UsageError(f"cannot price {month}: {error}") from None
-    if priced.unpriced:
-        row = priced.unpriced[0]
-        raise ConfigurationError(
-            f"rate card {card.source}: {row.billable_metric}: has usage in {row.month} "
-            f"({row.customer_id}) but no price"
-        )
-    if customer_id is not None and not priced.invoices:
+    if customer_id is not None and not found:
         if _unknown_customer(conn, customer_id):
             raise UsageError(
                 f"unknown customer {customer_id!r}: no usage, registration or contract"
             )
         return [invoices.Invoice(customer_id, month, ())]
-    return priced.invoices
+    return found
 
 
 def _status(month: str, now: dt.datetime) -> str:
@@ -75,9 +68,12 @@ def cmd_invoice(args: argparse.Namespace) -> int:
     month = partition(args.month)
     now = periods.now()
     card = pricing.load_rate_card()
-    with database().connect() as conn:
+    engine = database()
+    with engine.connect() as conn:
         found = month_invoices(conn, card, month, args.customer)
-        forecast = invoices.month_forecast(conn)
+        # One read of the collectors as of now, for the customers shown (one with --customer).
+        customers = None if args.customer is None else [args.customer]
+        forecast = projections.month_forecast(engine, card, customers)
         if args.json:
             print_json([invoices.to_json(invoice, now, forecast) for invoice in found])
         else:
@@ -88,8 +84,10 @@ def cmd_invoice(args: argparse.Namespace) -> int:
 def commit_statuses() -> list[contracts.CommitStatus]:
     """Every commit of the contracts file burned down from the stored invoice totals."""
     commits = contracts.load_contracts()
-    with database().connect() as conn:
-        forecast = invoices.month_forecast(conn)
+    card = pricing.load_rate_card()
+    engine = database()
+    forecast = projections.month_forecast(engine, card, {c.customer_id for c in commits})
+    with engine.connect() as conn:
         return contracts.commit_statuses(conn, commits, periods.now(), forecast)
 
 
