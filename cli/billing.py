@@ -12,7 +12,8 @@ from usage_billing.cli.common import UsageError, database, partition, print_json
 from usage_billing.reporting import decimal_text
 
 
-def _unknown_customer(conn: sa.Connection, customer_id: str) -> bool:
+def unknown_customer(conn: sa.Connection, customer_id: str) -> bool:
+    """No usage, no registration, no contract."""
     if invoices.customer_known(conn, customer_id):
         return False
     return customer_id not in {c.customer_id for c in contracts.load_contracts()}
@@ -29,7 +30,7 @@ def month_invoices(
     except pricing.PricingError as error:
         raise UsageError(f"cannot price {month}: {error}") from None
     if customer_id is not None and not found:
-        if _unknown_customer(conn, customer_id):
+        if unknown_customer(conn, customer_id):
             raise UsageError(
                 f"unknown customer {customer_id!r}: no usage, registration or contract"
             )
