@@ -15,17 +15,13 @@ from usage_billing.contracts import CommitStatus
 from usage_billing.portal import charts
 from usage_billing.portal.figures import CustomerMonth, quantity
 from usage_billing.portal.links import Grant
-from usage_billing.pricing import money
 from usage_billing.spikes import Spike
 
-SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£"}
 # Billable metrics whose quantity is an amount of money (priced as a share of it).
 MONEY_METRICS = {"chargeflow_recovered_amount", "riskified_approved_value"}
 
 
-def amount(value: Decimal, currency: str) -> str:
-    """$1,209.00"""
-    return f"{SYMBOLS.get(currency, currency + ' ')}{Decimal(money(value)):,}"
+amount = charts.full_money  # $1,209.00
 
 
 def date(day: dt.date) -> str:
@@ -73,6 +69,9 @@ class SpikeRow:
 @dataclass(frozen=True)
 class CommitPanel:
     term: str
+    used: str
+    amount: str
+    outlook: str  # one line: where the commit is heading
     chart: charts.Chart
     facts: list[tuple[str, str]]
     warning: str
@@ -214,8 +213,17 @@ def _commit(status: CommitStatus, currency: str) -> CommitPanel:
         )
     elif status.pace is not None and status.pace.burning:
         warning = f"Usage is running at {status.pace.pace_ratio:.1f}x your usual pace."
+    if status.exhausted:
+        outlook = "run out: usage beyond it is overage"
+    elif exhaustion is not None:
+        outlook = f"runs out on {date(exhaustion)} at the forecast pace"
+    else:
+        outlook = f"projected {amount(status.projected_consumed_by_end, currency)} by its end"
     return CommitPanel(
         term=f"{date(commit.starts_on)} to {date(last_day)}",
+        used=amount(status.consumed, currency),
+        amount=amount(commit.amount, currency),
+        outlook=outlook,
         chart=charts.commit_chart(status, currency),
         facts=facts,
         warning=warning,

@@ -20,7 +20,7 @@ CLOCK = dt.datetime(2025, 3, 21, tzinfo=dt.UTC)
 # A customer id that would be markup if it were not escaped.
 NASTY = '<script>alert("x")</script>&amp;|"\'acme'
 
-__all__ = ["CLOCK", "NASTY", "SECRET", "Portal", "link_query"]
+__all__ = ["CLOCK", "NASTY", "SECRET", "SPIKE_DAY", "Portal", "link_query"]
 
 
 def _every_day(last: dt.date) -> Iterator[dt.date]:
@@ -30,10 +30,13 @@ def _every_day(last: dt.date) -> Iterator[dt.date]:
         day += dt.timedelta(days=1)
 
 
-def two_customers() -> History:
-    """cust_a: one prevented chargeback ($39) a day; cust_b: three Fin resolutions ($0.99) a day
-    (settled 24 h later); NASTY: one Agentforce conversation ($2) a day; January 1st to March
-    20th."""
+SPIKE_DAY = dt.date(2025, 3, 12)
+
+
+def customers_history() -> History:
+    """From January 1st to March 20th: cust_a, one prevented chargeback ($39) a day; cust_b,
+    three Fin resolutions ($0.99) a day (settled 24 h later); NASTY, one Agentforce conversation
+    ($2) a day; cust_s, two Agentforce conversations a day and twelve on SPIKE_DAY."""
     history = History("cust_a")
     for day in _every_day(dt.date(2025, 3, 20)):
         history.alert(f"{day} 10:00", f"a{day}", "prevented")
@@ -42,15 +45,16 @@ def two_customers() -> History:
             history.support(f"{day} 1{n}:00", ticket, "resolution_confirmed", "fin",
                             customer_id="cust_b")  # fmt: skip
         history.chat(f"{day} 09:00", conversation=f"c{day}", customer_id=NASTY)
+        for n in range(12 if day == SPIKE_DAY else 2):
+            history.chat(f"{day} 08:{n:02d}", conversation=f"s{day}-{n}", customer_id="cust_s")
     return history
 
 
 @pytest.fixture
 def customers(engine: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The three customers loaded and March aggregated, with the clock at CLOCK and a
-    contract for cust_a."""
+    """The customers loaded and March aggregated, with the clock at CLOCK."""
     monkeypatch.setenv("USAGE_BILLING_NOW", CLOCK.isoformat())
-    load(engine, two_customers().events)
+    load(engine, customers_history().events)
     aggregate(database_url, "2025-03")
 
 
