@@ -47,7 +47,11 @@ def _status(month: str, now: dt.datetime) -> str:
 
 
 def render_invoices(
-    month: str, currency: str, found: list[invoices.Invoice], now: dt.datetime
+    month: str,
+    currency: str,
+    found: list[invoices.Invoice],
+    now: dt.datetime,
+    forecast: projections.Forecast = projections.no_forecast,
 ) -> str:
     lines = [
         f"Invoices for {month} in {currency} as of {now:%Y-%m-%d %H:%M} UTC: {_status(month, now)}",
@@ -62,6 +66,14 @@ def render_invoices(
             )
             customer = ""
         lines.append(f"{customer:<20} {'total':<34} {'':>20} {pricing.money(invoice.total):>14}")
+        shape = invoices.to_json(invoice, now, forecast)
+        if shape.get("projected_total"):
+            bounds = (shape["projected_low"], shape["projected_high"])
+            range_text = f"  80 % range {bounds[0]} to {bounds[1]}" if None not in bounds else ""
+            lines.append(
+                f"{'':<20} {'projected total':<34} {'':>20} {shape['projected_total']:>14}"
+                f"{range_text}"
+            )
     return "\n".join(lines)
 
 
@@ -78,7 +90,7 @@ def cmd_invoice(args: argparse.Namespace) -> int:
         if args.json:
             print_json([invoices.to_json(invoice, now, forecast) for invoice in found])
         else:
-            print(render_invoices(month, card.currency, found, now))
+            print(render_invoices(month, card.currency, found, now, forecast))
     return 0
 
 

@@ -142,7 +142,7 @@ def priced(card: RateCard, quantities: Mapping[str, Decimal]) -> Decimal:
     return total
 
 
-def _shape(model: PricingModel, quantities: np.ndarray) -> np.ndarray:
+def float_amounts(model: PricingModel, quantities: np.ndarray) -> np.ndarray:
     """The unrounded price of each quantity in floats: for the shape of a path (when money
     accrues), never for an amount anyone reads."""
     amounts, lower = np.zeros_like(quantities), 0.0
@@ -180,11 +180,11 @@ def month_projection(
     high = max(priced(card, {m: f.high for m, f in forecasts.items()}), total)
     days = next(iter(forecasts.values())).days
     money = sum(
-        _shape(card.prices[m], np.array([float(d.cumulative) for d in f.days]))
+        float_amounts(card.prices[m], np.array([float(d.cumulative) for d in f.days]))
         for m, f in forecasts.items()
     )
     known = sum(
-        float(_shape(card.prices[m], np.array([float(f.month_to_date)]))[0])
+        float(float_amounts(card.prices[m], np.array([float(f.month_to_date)]))[0])
         for m, f in forecasts.items()
     )
     path = _path(_day_ends(d.day for d in days), np.asarray(money), known, as_of)
@@ -199,7 +199,7 @@ def later_month(card: RateCard, outlook: Outlook, month: str) -> Projection:
     for metric, forecast in outlook.forecasts.items():
         expected = [forecast.expected_on(day) for day in days]
         total = EXACT.add(total, card.line_amount(metric, sum(expected, Decimal(0))))
-        money += _shape(card.prices[metric], np.cumsum([float(e) for e in expected]))
+        money += float_amounts(card.prices[metric], np.cumsum([float(e) for e in expected]))
     return Projection(total, path=_path(_day_ends(days), money, 0.0, start))
 
 

@@ -67,6 +67,12 @@ def test_the_projected_total_is_the_forecast_priced_and_its_range_the_bounds_pri
     assert D(20) <= low < D(31) < high  # a real interval, not a point
     assert invoice["projected_low"] == pricing.money(39 * low)
     assert invoice["projected_high"] == pricing.money(39 * high)
+    assert cli.main(["invoice", "--month", "2025-03", "--customer", "cust_p"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[-1].split() == [
+        "projected", "total", "1209.00", "80", "%", "range", invoice["projected_low"], "to",
+        invoice["projected_high"],
+    ]  # fmt: skip
 
 
 @pytest.mark.usefixtures("steady_march")

@@ -73,6 +73,6 @@ def test_straight_line(now: str, share: Decimal, projected: Decimal) -> None:
 
 @given(graduated(), st.lists(QUANTITIES, min_size=1, max_size=20))
 def test_a_paths_float_prices_follow_the_exact_ones(model, quantities: list[Decimal]) -> None:
-    shape = projections._shape(model, np.array([float(q) for q in quantities]))
+    shape = projections.float_amounts(model, np.array([float(q) for q in quantities]))
     for quantity, approximate in zip(quantities, shape, strict=True):
         assert approximate == pytest.approx(float(model.amount(quantity)), rel=1e-9, abs=1e-9)
