@@ -150,6 +150,45 @@ def test_commits_burn_down_along_the_forecast_and_alert_once_per_incident(
     assert not future["will_exceed"]
 
 
+def test_commit_alerts_are_pace_aware(
+    engine: sa.Engine,
+    database_url: str,
+    api: BillingApiResource,
+    webhook: Webhook,
+    contracts_file: Callable[..., None],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """cust_s: one prevented chargeback ($39) a day, 80 % of a 90-day commit used at 88 % of it
+    (79 days): quiet. cust_b: one a day, then three a day for the last week: burning at 3x."""
+    monkeypatch.setenv("USAGE_BILLING_NOW", CLOCK)
+    history = History("cust_s")
+    day = dt.date(2025, 1, 1)
+    while day <= dt.date(2025, 3, 20):
+        history.alert(f"{day} 10:00", f"s{day}", "prevented")
+        for n in range(3 if day >= dt.date(2025, 3, 14) else 1):
+            history.alert(f"{day} 1{n}:30", f"b{day}-{n}", "prevented", customer_id="cust_b")
+        day += dt.timedelta(days=1)
+    load(engine, history.events)
+    contracts_file(
+        ("cust_s", "3851.25", "2025-01-01", "2025-04-01"),  # 79 x 39 = 3081.00 is 80 %
+        ("cust_b", "20000.00", "2025-01-01", "2025-07-01"),
+    )
+    for month in MONTHS:
+        assert run_month(database_url, api, month).success
+        assert price_month(database_url, month, webhook.url).success
+
+    found = {c["customer_id"]: c for c in _commits(capsys)}
+    steady, burning = found["cust_s"], found["cust_b"]
+    assert (steady["consumed"], steady["projected_consumed_by_end"]) == ("3081.00", "3510.00")
+    assert not steady["will_exceed"] and not burning["will_exceed"]
+    assert deliver(database_url, webhook.url) == "delivered 1 alerts"
+    [alert] = webhook.received
+    assert alert["blocks"][0]["text"]["text"] == "Commit of cust_b burning at 3.0x its usual pace"
+    assert price_month(database_url, "2025-03", webhook.url).success
+    assert deliver(database_url, webhook.url) == "no alerts due"  # once per incident
+
+
 def test_a_broken_contracts_file_is_one_line(
     engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
