@@ -4,10 +4,12 @@
 (`contracts.yaml`). A commit covers whole months, `[starts_on, ends_before)`; it is consumed by the
 invoice totals of its months (the current month's so far) that the pricing run stored.
 
-Projection: each commit month's total accrues evenly over the month. Past months use their
-invoice totals; the current month and every later month of the commit use the current month's
-projected total: the forecast's when one is plugged in (`invoices.Forecast`), else the straight
-line of the month-to-date pace (MTD / elapsed share of the month).
+Projection (`projections.Forecast`): past months at their invoice totals, accruing evenly; the
+current month its total to date, then the rest of its projected total along the forecast's daily
+path; every later month at the forecast's expected usage of its days, priced. Where the forecast
+has nothing, the straight line of the month-to-date pace (MTD / elapsed share of the month) for
+the current month and every later one, evenly. Alerts are pace-aware (`spikes.commit_pace`) and
+recorded as incidents for the `deliver_alerts` sensor to send.
 """
 
 from __future__ import annotations
