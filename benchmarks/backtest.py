@@ -40,7 +40,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmarks._common import machine, scratch_database
-from usage_billing import db, forecast_model, forecasting, loader, spikes, usage_history
+from usage_billing import (
+    db,
+    forecast_model,
+    forecasting,
+    loader,
+    pricing,
+    projections,
+    spikes,
+    usage_history,
+)
 from usage_billing.synthetic import profiles as usage_profiles
 from usage_billing.synthetic.plan import SeedPlan
 
@@ -58,6 +67,7 @@ class Dataset:
     money: np.ndarray  # (S,) bool
     usage: np.ndarray  # (S, D) daily quantities from START
     spikes: np.ndarray  # (S, D) labeled spike days
+    customers: np.ndarray | None = None  # (S,) the customer of each series
 
     def column(self, day: dt.date) -> int:
         return (day - START).days
@@ -73,7 +83,7 @@ def build(customers: int, seed: int) -> Dataset:
             labels[row, col] = day.spike
     metrics = np.array([p.billable_metric for p in found])
     money = np.array([p.money for p in found])
-    return Dataset(metrics, money, usage, labels)
+    return Dataset(metrics, money, usage, labels, np.array([p.customer_id for p in found]))
 
 
 def month_days(month: str) -> tuple[dt.date, dt.date]:
@@ -208,6 +218,48 @@ def forecast_table(data: Dataset, months: tuple[str, ...], library_series: int) 
     return lines
 
 
+def invoice_table(data: Dataset, months: tuple[str, ...]) -> list[dict]:
+    """The projected invoice total per customer (each metric's forecast priced with the shipped
+    rate card, summed; the interval the sum of the priced bounds) against the month's actual
+    bill, next to the straight line of the bill to date (what billing tools project) and the
+    straight line of each metric's quantity, priced. Floats: a benchmark, not an invoice."""
+    card = pricing.load_rate_card()
+    assert data.customers is not None
+    _, owner = np.unique(data.customers, return_inverse=True)
+
+    def bills(quantities: np.ndarray) -> np.ndarray:
+        amounts = np.zeros(len(quantities))
+        for metric in set(data.metrics):
+            mask = data.metrics == metric
+            amounts[mask] = projections.float_amounts(card.prices[metric], quantities[mask])
+        return np.bincount(owner, weights=amounts)
+
+    lines = []
+    for day in AS_OF_DAYS:
+        scores: dict[str, list[float]] = defaultdict(list)
+        for month in months:
+            f = forecast_month(data, month, day)
+            first, end = month_days(month)
+            elapsed = (day - 1) / (end - first).days
+            cut = data.column(first + dt.timedelta(days=day - 1))
+            mtd = data.usage[:, data.column(first) : cut].sum(axis=1)
+            actual, projected = bills(f.actual), bills(f.model)
+            low, high = bills(f.low), bills(f.high)
+            active = np.bincount(owner, weights=f.rows.astype(float)) > 0
+            for name, values in (
+                ("model", projected),
+                ("bill_straight_line", bills(mtd) / elapsed),
+                ("quantity_straight_line", bills(f.straight_line)),
+            ):
+                scores[name].append(wape(actual[active], values[active]))
+            inside = (low <= actual + 0.005) & (actual <= high + 0.005)
+            scores["coverage"].append(float(inside[active].mean()))
+            width = (high - low)[active] / np.maximum(projected[active], 1e-9)
+            scores["median_width"].append(float(np.median(width)))
+        lines.append({"day": day, **{k: float(np.mean(v)) for k, v in scores.items()}})
+    return lines
+
+
 def spike_scores(data: Dataset, months: tuple[str, ...]) -> dict[str, float]:
     counts: dict[str, int] = defaultdict(int)
     rng = np.random.default_rng(1)
@@ -327,6 +379,9 @@ def main() -> None:
     parser.add_argument("--library-series", type=int, default=300)
     parser.add_argument("--timing-customers", type=int, default=0)
     parser.add_argument("--timing-scale", type=float, default=0.05)
+    parser.add_argument(
+        "--invoices", action="store_true", help="only the projected invoice totals' table"
+    )
     args = parser.parse_args()
     if args.timing_customers:
         print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f}")
@@ -353,6 +408,10 @@ def main() -> None:
         f"{data.usage.shape[1]} days, {int(data.spikes.sum())} labeled spike days; "
         f"generated in {time.perf_counter() - started:.1f} s; months {', '.join(months)}"
     )
+    if args.invoices:
+        print_invoice_table(invoice_table(data, months))
+        print(f"\ntotal time {time.perf_counter() - started:.1f} s")
+        return
     lines = forecast_table(data, months, args.library_series)
     print(
         "\n| as of | model WAPE | straight-line | seasonal naive | model / better baseline "
@@ -388,6 +447,21 @@ def main() -> None:
     print(
         f"\ntotal time {time.perf_counter() - started:.1f} s; load average {os.getloadavg()[0]:.1f}"
     )
+
+
+def print_invoice_table(lines: list[dict]) -> None:
+    print(
+        "\n| as of | projected invoice WAPE | straight line of the bill | straight line of each "
+        "quantity, priced | model / better baseline | 80 % coverage | median width |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for line in lines:
+        better = min(line["bill_straight_line"], line["quantity_straight_line"])
+        print(
+            f"| day {line['day']} | {line['model']:.3f} | {line['bill_straight_line']:.3f} | "
+            f"{line['quantity_straight_line']:.3f} | {line['model'] / better:.2f} | "
+            f"{line['coverage']:.2f} | {line['median_width']:.1%} |"
+        )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from usage_billing import config, db, local_sandbox, periods
-from usage_billing.cli import billing, data, insights, runs
+from usage_billing.cli import billing, data, insights, portal, runs
 from usage_billing.cli.common import UsageError
 
 
@@ -36,7 +36,7 @@ EXPECTED_ERRORS = (
 def build_parser() -> Parser:
     parser = Parser(prog="usage-billing", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (data, runs, billing, insights):
+    for module in (data, runs, billing, insights, portal):
         module.register(commands)
     return parser
 

@@ -7,13 +7,13 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from usage_billing import contracts, invoices, periods, pricing
+from usage_billing import contracts, invoices, periods, pricing, projections
 from usage_billing.cli.common import UsageError, database, partition, print_json
-from usage_billing.config import ConfigurationError
 from usage_billing.reporting import decimal_text
 
 
-def _unknown_customer(conn: sa.Connection, customer_id: str) -> bool:
+def unknown_customer(conn: sa.Connection, customer_id: str) -> bool:
+    """No usage, no registration, no contract."""
     if invoices.customer_known(conn, customer_id):
         return False
     return customer_id not in {c.customer_id for c in contracts.load_contracts()}
@@ -26,22 +26,16 @@ def month_invoices(
     (an empty invoice when it is known but has no usage in the month)."""
     customers = None if customer_id is None else [customer_id]
     try:
-        priced = invoices.invoices(conn, card, month, customers)
+        found = invoices.priced_invoices(conn, card, month, customers)
     except pricing.PricingError as error:
         raise UsageError(f"cannot price {month}: {error}") from None
-    if priced.unpriced:
-        row = priced.unpriced[0]
-        raise ConfigurationError(
-            f"rate card {card.source}: {row.billable_metric}: has usage in {row.month} "
-            f"({row.customer_id}) but no price"
-        )
-    if customer_id is not None and not priced.invoices:
-        if _unknown_customer(conn, customer_id):
+    if customer_id is not None and not found:
+        if unknown_customer(conn, customer_id):
             raise UsageError(
                 f"unknown customer {customer_id!r}: no usage, registration or contract"
             )
         return [invoices.Invoice(customer_id, month, ())]
-    return priced.invoices
+    return found
 
 
 def _status(month: str, now: dt.datetime) -> str:
@@ -53,7 +47,11 @@ def _status(month: str, now: dt.datetime) -> str:
 
 
 def render_invoices(
-    month: str, currency: str, found: list[invoices.Invoice], now: dt.datetime
+    month: str,
+    currency: str,
+    found: list[invoices.Invoice],
+    now: dt.datetime,
+    forecast: projections.Forecast = projections.no_forecast,
 ) -> str:
     lines = [
         f"Invoices for {month} in {currency} as of {now:%Y-%m-%d %H:%M} UTC: {_status(month, now)}",
@@ -68,6 +66,14 @@ def render_invoices(
             )
             customer = ""
         lines.append(f"{customer:<20} {'total':<34} {'':>20} {pricing.money(invoice.total):>14}")
+        shape = invoices.to_json(invoice, now, forecast)
+        if shape.get("projected_total"):
+            bounds = (shape["projected_low"], shape["projected_high"])
+            range_text = f"  80 % range {bounds[0]} to {bounds[1]}" if None not in bounds else ""
+            lines.append(
+                f"{'':<20} {'projected total':<34} {'':>20} {shape['projected_total']:>14}"
+                f"{range_text}"
+            )
     return "\n".join(lines)
 
 
@@ -75,21 +81,26 @@ def cmd_invoice(args: argparse.Namespace) -> int:
     month = partition(args.month)
     now = periods.now()
     card = pricing.load_rate_card()
-    with database().connect() as conn:
+    engine = database()
+    with engine.connect() as conn:
         found = month_invoices(conn, card, month, args.customer)
-        forecast = invoices.month_forecast(conn)
+        # One read of the collectors as of now, for the customers shown (one with --customer).
+        customers = None if args.customer is None else [args.customer]
+        forecast = projections.month_forecast(engine, card, customers)
         if args.json:
             print_json([invoices.to_json(invoice, now, forecast) for invoice in found])
         else:
-            print(render_invoices(month, card.currency, found, now))
+            print(render_invoices(month, card.currency, found, now, forecast))
     return 0
 
 
 def commit_statuses() -> list[contracts.CommitStatus]:
     """Every commit of the contracts file burned down from the stored invoice totals."""
     commits = contracts.load_contracts()
-    with database().connect() as conn:
-        forecast = invoices.month_forecast(conn)
+    card = pricing.load_rate_card()
+    engine = database()
+    forecast = projections.month_forecast(engine, card, {c.customer_id for c in commits})
+    with engine.connect() as conn:
         return contracts.commit_statuses(conn, commits, periods.now(), forecast)
 
 

@@ -151,8 +151,9 @@ CREATE TABLE IF NOT EXISTS customers (
   created_at  timestamptz NOT NULL DEFAULT now()
 );
 
--- Alert incidents: one notification per incident (a failing check, exhausted retries), until it
--- is resolved.
+-- Alert incidents: one notification per incident (a failing check, exhausted retries, a usage
+-- spike, a commit at risk), until it is resolved. An open incident with notified_at NULL is an
+-- alert still to deliver (the deliver_alerts sensor sends summary and details).
 CREATE TABLE IF NOT EXISTS alert_incidents (
   incident_key text PRIMARY KEY,
   summary      text NOT NULL,
@@ -160,6 +161,7 @@ CREATE TABLE IF NOT EXISTS alert_incidents (
   notified_at  timestamptz,
   resolved_at  timestamptz
 );
+ALTER TABLE alert_incidents ADD COLUMN IF NOT EXISTS details jsonb NOT NULL DEFAULT '[]';
 
 -- Priced usage (the priced_usage assets): a month's line items per customer and billable metric,
 -- quantity = the month's aggregated usage, amount = quantity x the rate card's price rounded to

@@ -19,6 +19,7 @@ LAYERS = {
     "sql": "usage_billing.sql",
     "resources": "usage_billing.resources",
     "cli": "usage_billing.cli",
+    "portal": "usage_billing.portal",
     "usage_assets": "usage_assets",
     "metronome_sandbox": "metronome_sandbox",
     "usage_billing": "usage_billing",  # the Dagster-free core: everything else under the name
@@ -28,7 +29,8 @@ ALLOWED = {
     "usage_billing": {"sql"},
     "resources": {"usage_billing", "sql"},
     "usage_assets": {"resources", "usage_billing", "sql"},
-    "cli": {"usage_assets", "resources", "usage_billing", "sql"},
+    "portal": {"usage_billing", "sql"},
+    "cli": {"usage_assets", "resources", "usage_billing", "sql", "portal"},
     "metronome_sandbox": set(),
 }
 
@@ -80,7 +82,7 @@ def test_imports_between_folders_point_one_way() -> None:
 
 @pytest.mark.unit
 def test_the_core_and_the_sandbox_know_nothing_of_dagster_or_each_other() -> None:
-    for folder in ("usage_billing", "sql", "metronome_sandbox"):
+    for folder in ("usage_billing", "sql", "metronome_sandbox", "portal"):
         for path in (PROJECT_ROOT / folder).rglob("*.py"):
             dagster = {
                 m for m in imports(path) if m.split(".")[0] in ("dagster", "dagster_graphql")
@@ -118,6 +120,10 @@ def test_the_wheel_holds_only_the_projects_own_names_and_works_from_anywhere(
         assert data in names
     assert {"usage_billing/rate_card.yaml", "usage_billing/contracts.yaml"} <= set(names)
     assert "metronome_sandbox/sql/ingest.sql" in names
+    assert {
+        "usage_billing/portal/templates/month.html",
+        "usage_billing/portal/static/portal.css",
+    } <= set(names)
 
     target = tmp_path / "site"
     with zipfile.ZipFile(wheel) as archive:

@@ -58,6 +58,7 @@ def test_local_mode_only_when_neither_variable_is_set() -> None:
         ({"USAGE_BILLING_NOW": "yesterday"}, "USAGE_BILLING_NOW"),
         ({"USAGE_ALERTS_WEBHOOK_URL": "hooks.slack.com/x"}, "USAGE_ALERTS_WEBHOOK_URL"),
         ({"USAGE_RATE_CARD": "/nonexistent/card.yaml"}, "USAGE_RATE_CARD"),
+        ({"USAGE_PORTAL_SECRET": TOKEN}, "USAGE_PORTAL_SECRET"),  # too short for a key
     ],
 )
 def test_a_setting_that_cannot_work_is_one_line_naming_its_variable(

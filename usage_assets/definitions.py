@@ -18,11 +18,11 @@ from usage_assets.assets.raw_metrics import raw_metrics
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.assets.usage_events import usage_events
 from usage_assets.checks import checks
-from usage_assets.insights_schedule import insights_hourly, insights_job
 from usage_assets.jobs import billing_api_history_job, dlq_redrive_job, usage_billing_job
 from usage_assets.schedules import schedules
 from usage_assets.sensors import (
     build_check_alert_sensor,
+    deliver_alerts,
     late_raw_data,
     redrive_when_healthy,
     retry_failed_partitions,
@@ -51,8 +51,8 @@ defs = dg.Definitions(
         usage_insights,
     ],
     asset_checks=[*checks, *pricing_checks],
-    jobs=[usage_billing_job, billing_api_history_job, dlq_redrive_job, insights_job],
-    schedules=[*schedules, insights_hourly],
+    jobs=[usage_billing_job, billing_api_history_job, dlq_redrive_job],
+    schedules=schedules,
     sensors=[
         retry_failed_partitions,
         redrive_when_healthy,
@@ -60,6 +60,7 @@ defs = dg.Definitions(
         build_check_alert_sensor(
             [key for check in [*checks, *pricing_checks] for key in check.check_keys]
         ),
+        deliver_alerts,
     ],
     resources={
         "warehouse": WarehouseResource(database_url=_env_or("USAGE_DATABASE_URL", None)),

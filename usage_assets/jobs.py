@@ -6,12 +6,14 @@ from usage_assets.assets.billing_api_usage import billing_api_usage
 from usage_billing import periods, reporting
 from usage_billing.resources import BillingApiResource, WarehouseResource
 
-# Aggregation, usage events, reporting and pricing, one month at a time (partitions come from the
-# assets; the commit burn-down, not partitioned, is refreshed by every run).
+# Aggregation, usage events, reporting, pricing and the insights priced from it, one month at a
+# time (partitions come from the assets; the commit burn-down, not partitioned, is refreshed by
+# every run). Alerts are not sent by the run (the deliver_alerts sensor sends them).
 usage_billing_job = dg.define_asset_job(
     "usage_billing",
-    selection=dg.AssetSelection.groups("aggregated_usage", "reporting", "billing"),
-    description="Collect, build usage events, report and price one month.",
+    selection=dg.AssetSelection.groups("aggregated_usage", "reporting", "billing", "insights"),
+    description="Collect, build usage events, report and price one month, then project its "
+    "invoices, find its usage spikes and burn down the commits.",
 )
 
 # Only the checks of billing_api_usage (never materialized): every month against the billing API.

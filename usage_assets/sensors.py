@@ -1,5 +1,5 @@
 """Sensors: retry failed partitions, redrive the DLQ when the API is healthy, pick up late data,
-and alert once per incident (failed checks, exhausted retries).
+alert once per incident (failed checks, exhausted retries), and deliver the alerts runs recorded.
 
 Each sensor is a thin wrapper: it gathers what it needs (run records, rows, check results), hands
 it to a plain function that decides (`plan_retries`, `late_data_requests`, `check_incidents`;
@@ -22,7 +22,7 @@ from usage_assets import runs
 from usage_assets.jobs import dlq_redrive_job, usage_billing_job
 from usage_assets.partitions import monthly_partitions
 from usage_billing import periods
-from usage_billing.incidents import raise_incident, resolve_incident
+from usage_billing.incidents import deliver_due, raise_incident, resolve_incident
 from usage_billing.resources import AlertsResource, BillingApiResource, WarehouseResource
 
 MAX_ATTEMPTS = 3
@@ -453,3 +453,18 @@ def build_check_alert_sensor(check_keys: Sequence[dg.AssetCheckKey]) -> dg.Senso
         return dg.SkipReason(f"{len(changes.open)} failing checks")
 
     return _sensor
+
+
+# --- Deliver the alerts runs recorded ------------------------------------------------------------
+
+
+@dg.sensor(
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Posts the alerts that runs recorded (usage spikes, commits at risk) to the alerts "
+    "webhook, oldest first, each once. Runs only record them, so a webhook that fails fails "
+    "this tick, never a month's run; the alert stays due and the next tick sends it.",
+)
+def deliver_alerts(warehouse: WarehouseResource, alerts: AlertsResource) -> dg.SkipReason:
+    sent = deliver_due(warehouse.get_engine(), alerts.get_client())
+    return dg.SkipReason(f"delivered {len(sent)} alerts" if sent else "no alerts due")

@@ -106,6 +106,27 @@ def pinned_now(environ: Mapping[str, str] | None = None) -> dt.datetime | None:
     return value.astimezone(dt.UTC)
 
 
+PORTAL_SECRET_MIN_LENGTH = 32
+
+
+def portal_secret(environ: Mapping[str, str] | None = None) -> bytes:
+    """The HMAC key of the customer portal's signed links, `USAGE_PORTAL_SECRET`;
+    ConfigurationError naming the variable when it is unset or too short to be a key."""
+    environ = os.environ if environ is None else environ
+    secret = _get(environ, "USAGE_PORTAL_SECRET")
+    how = "e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    if secret is None:
+        raise ConfigurationError(
+            f"USAGE_PORTAL_SECRET is not set: the customer portal signs its links with it ({how})"
+        )
+    if len(secret) < PORTAL_SECRET_MIN_LENGTH:
+        raise ConfigurationError(
+            f"USAGE_PORTAL_SECRET is shorter than {PORTAL_SECRET_MIN_LENGTH} characters: too "
+            f"easy to guess for the key of the portal's links ({how})"
+        )
+    return secret.encode()
+
+
 def _check_database_url(environ: Mapping[str, str], name: str) -> None:
     value = _get(environ, name)
     if value is None:
@@ -141,4 +162,6 @@ def check(environ: Mapping[str, str] | None = None) -> BillingApiSettings:
         check_http_url("USAGE_ALERTS_WEBHOOK_URL", webhook)
     for name in ("USAGE_RATE_CARD", "USAGE_CONTRACTS"):
         _check_file(environ, name)
+    if _get(environ, "USAGE_PORTAL_SECRET") is not None:
+        portal_secret(environ)  # a weak key stops everything, like any malformed setting
     return billing_api_settings(environ)

@@ -4,10 +4,12 @@
 (`contracts.yaml`). A commit covers whole months, `[starts_on, ends_before)`; it is consumed by the
 invoice totals of its months (the current month's so far) that the pricing run stored.
 
-Projection: each commit month's total accrues evenly over the month. Past months use their
-invoice totals; the current month and every later month of the commit use the current month's
-projected total: the forecast's when one is plugged in (`invoices.Forecast`), else the straight
-line of the month-to-date pace (MTD / elapsed share of the month).
+Projection (`projections.Forecast`): past months at their invoice totals, accruing evenly; the
+current month its total to date, then the rest of its projected total along the forecast's daily
+path; every later month at the forecast's expected usage of its days, priced. Where the forecast
+has nothing, the straight line of the month-to-date pace (MTD / elapsed share of the month) for
+the current month and every later one, evenly. Alerts are pace-aware (`spikes.commit_pace`) and
+recorded as incidents for the `deliver_alerts` sensor to send.
 """
 
 from __future__ import annotations
@@ -25,10 +27,8 @@ from typing import Any, NoReturn
 import sqlalchemy as sa
 
 from usage_billing import invoices, periods
-from usage_billing.alerts import Notifier
 from usage_billing.config import ConfigurationError
-from usage_billing.incidents import raise_incident, resolve_incident
-from usage_billing.invoices import Forecast, no_forecast, straight_line
+from usage_billing.incidents import open_incident, resolve_incident
 from usage_billing.pricing import (
     EXACT,
     decimal_value,
@@ -37,8 +37,11 @@ from usage_billing.pricing import (
     read_text,
     round_to_cents,
 )
+from usage_billing.projections import Forecast, MoneyPace, Projection, no_forecast, straight_line
+from usage_billing.spikes import CommitPace, commit_pace
 
 SHIPPED_CONTRACTS = Path(__file__).with_name("contracts.yaml")
+CENT_FRACTION = Decimal("0.000001")  # path amounts: finer than cents, so the sum stays exact
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -150,6 +153,10 @@ class CommitStatus:
     projected_consumed_by_end: Decimal
     projected_exhaustion_date: dt.date | None
     as_of: dt.datetime
+    # (instant, consumed by then) from the commit's start to its end: known, then projected
+    path: tuple[tuple[dt.datetime, Decimal], ...] = ()
+    # the spending pace against the commit; None without a forecast or outside the period
+    pace: CommitPace | None = None
 
     @property
     def remaining(self) -> Decimal:
@@ -202,17 +209,38 @@ class _Segment:
         return (self.start + (self.end - self.start) * share).date()
 
 
+def _accrual(
+    start: dt.datetime, end: dt.datetime, accrued: Decimal, projection: Projection
+) -> list[_Segment]:
+    """From `accrued` at `start` up to the projection's total at `end`, along its path (evenly
+    without one). The segments add up to the rest exactly."""
+    rest = max(EXACT.subtract(projection.total, accrued), Decimal(0))
+    points = [(instant, share) for instant, share in projection.path if start < instant < end]
+    segments, before, so_far = [], start, Decimal(0)
+    for instant, share in [*points, (end, 1.0)]:
+        share_of_rest = (rest * Decimal(repr(share))).quantize(CENT_FRACTION)
+        target = min(share_of_rest, rest) if instant < end else rest
+        amount = max(target - so_far, Decimal(0))
+        segments.append(_Segment(before, instant, amount))
+        so_far += amount
+        before = instant
+    return segments
+
+
 def _timeline(
     commit: Commit, totals: Mapping[str, Decimal], now: dt.datetime, forecast: Forecast
-) -> list[_Segment]:
-    """The commit's months as accruing amounts: months over at their invoice totals; the current
-    month its total to date until now, then the rest of its projected total; every later month
-    the current month's projected total."""
+) -> tuple[list[_Segment], MoneyPace | None]:
+    """The commit's months as accruing amounts, and the spending pace: months over at their
+    invoice totals; the current month its total to date until now, then the rest of its
+    projected total along the forecast's path; every later month at the forecast's expected
+    usage. Without a forecast, the straight line: the current month's pace, evenly."""
     current = periods.month_of(now)
     to_date = totals.get(current, Decimal(0))
-    pace = forecast(commit.customer_id, current, to_date, now) or straight_line(
-        commit.customer_id, current, to_date, now
-    )
+    if all(month < current for month in commit.months):
+        forecasted = None  # the commit is over: nothing to project
+    else:
+        forecasted = forecast(commit.customer_id, current, to_date, now)
+    pace = forecasted or straight_line(commit.customer_id, current, to_date, now)
     segments = []
     for month in commit.months:
         start, end = _month_bounds(month)
@@ -220,10 +248,11 @@ def _timeline(
             segments.append(_Segment(start, end, totals.get(month, Decimal(0))))
         elif month == current:
             segments.append(_Segment(start, now, to_date))
-            segments.append(_Segment(now, end, max(pace.total - to_date, Decimal(0))))
+            segments.extend(_accrual(now, end, to_date, pace))
         else:
-            segments.append(_Segment(start, end, pace.total))
-    return segments
+            later = forecast(commit.customer_id, month, Decimal(0), now) if forecasted else None
+            segments.extend(_accrual(start, end, Decimal(0), later or Projection(pace.total)))
+    return segments, forecasted.pace if forecasted else None
 
 
 def burndown(
@@ -235,14 +264,51 @@ def burndown(
     """A commit's consumption so far and projected to its end, from the customer's invoice
     totals by month (`totals`; the current month's to date)."""
     consumed, cumulative, exhaustion = Decimal(0), Decimal(0), None
-    for segment in _timeline(commit, totals, now, forecast):
+    segments, spending = _timeline(commit, totals, now, forecast)
+    path = []
+    for segment in segments:
+        if not path:
+            path.append((segment.start, Decimal(0)))
         after = EXACT.add(cumulative, segment.amount)
         if exhaustion is None and segment.amount > 0 and after >= commit.amount:
             exhaustion = segment.reaches(cumulative, commit.amount)
         if segment.start < now:
             consumed = EXACT.add(consumed, segment.amount)
         cumulative = after
-    return CommitStatus(commit, consumed, round_to_cents(cumulative), exhaustion, now)
+        path.append((segment.end, cumulative))
+    projected = round_to_cents(cumulative)
+    return CommitStatus(
+        commit,
+        consumed,
+        projected,
+        exhaustion,
+        now,
+        tuple(path),
+        _pace(commit, consumed, projected, now, spending),
+    )
+
+
+def _pace(
+    commit: Commit,
+    consumed: Decimal,
+    projected: Decimal,
+    now: dt.datetime,
+    spending: MoneyPace | None,
+) -> CommitPace | None:
+    """The commit's pace (spikes.commit_pace) inside its period, when a forecast gives one."""
+    start = dt.datetime.combine(commit.starts_on, dt.time(), dt.UTC)
+    end = dt.datetime.combine(commit.ends_before, dt.time(), dt.UTC)
+    if spending is None or not start <= now < end:
+        return None
+    return commit_pace(
+        commit.amount,
+        consumed,
+        (now - start) / (end - start),
+        spending.recent_daily,
+        spending.usual_daily,
+        (end - now) / dt.timedelta(days=1),
+        projected,
+    )
 
 
 def commit_statuses(
@@ -308,17 +374,33 @@ def replace_burndown(conn: sa.Connection, statuses: Iterable[CommitStatus]) -> N
 
 # --- alerts -----------------------------------------------------------------------------------
 
+# An open burning incident holds until the pace falls below this, so a pace hovering around
+# PACE_ALERT_RATIO does not open, close and reopen (and alert) day after day.
+PACE_SETTLED_RATIO = 1.5
 
-def _conditions(status: CommitStatus) -> list[tuple[str, bool, str]]:
-    """(incident key, whether it holds, alert title) for the two incidents of a commit."""
+
+def commit_incidents(status: CommitStatus, open_keys: set[str]) -> list[tuple[str, bool, str]]:
+    """(incident key, whether it holds, alert title) for the three incidents of a commit."""
     commit = status.commit
     key = f"{commit.customer_id}:{commit.starts_on}"
+    burning_key = f"{INCIDENT_PREFIX}burning:{key}"
+    pace = status.pace
+    burning = pace is not None and (
+        pace.burning or (burning_key in open_keys and pace.pace_ratio >= PACE_SETTLED_RATIO)
+    )
+    live = status.active and not status.exhausted
     return [
         (
             f"{INCIDENT_PREFIX}will-exceed:{key}",
-            status.active and status.will_exceed and not status.exhausted,
+            live and status.will_exceed,
             f"Commit of {commit.customer_id} projected to run out on "
             f"{status.projected_exhaustion_date}, before it ends on {commit.ends_before}",
+        ),
+        (
+            burning_key,
+            live and burning,
+            f"Commit of {commit.customer_id} burning at "
+            f"{pace.pace_ratio if pace else 0:.1f}x its usual pace",
         ),
         (
             f"{INCIDENT_PREFIX}exhausted:{key}",
@@ -329,28 +411,36 @@ def _conditions(status: CommitStatus) -> list[tuple[str, bool, str]]:
     ]
 
 
-def alert(engine: sa.Engine, notifier: Notifier, statuses: Iterable[CommitStatus]) -> list[str]:
-    """Raise an incident (alerted once) per active commit projected to run out before its end
-    and per commit that has run out; resolve those whose condition cleared or whose commit left
-    the contracts file. Returns the keys of the incidents this call notified."""
+def record_alerts(engine: sa.Engine, statuses: Iterable[CommitStatus]) -> list[str]:
+    """Open an incident (alerted once, by `incidents.deliver_due`) per active commit projected to
+    run out before its end, per commit burning at twice its usual pace (spikes.commit_pace) and
+    per commit that has run out; resolve those whose condition cleared or whose commit left the
+    contracts file. An alert not delivered yet is brought up to date. Returns the keys of the
+    incidents whose alert is due."""
     with engine.connect() as conn:
-        open_incidents = dict(
-            conn.execute(_OPEN_COMMIT_INCIDENTS, {"prefix": INCIDENT_PREFIX}).all()
-        )
-    notified, holding = [], set()
+        rows = conn.execute(_OPEN_COMMIT_INCIDENTS, {"prefix": INCIDENT_PREFIX})
+        notified = dict(rows.tuples().all())
+    due, holding = [], set()
     for status in statuses:
-        for incident, holds, title in _conditions(status):
+        for incident, holds, title in commit_incidents(status, set(notified)):
             if not holds:
                 continue
             holding.add(incident)
-            if open_incidents.get(incident):
+            if notified.get(incident):
                 continue  # alerted already: once per incident
-            if raise_incident(engine, notifier, incident, title, json_lines(status)):
-                notified.append(incident)
-    for incident in sorted(set(open_incidents) - holding):
+            if open_incident(engine, incident, title, describe(status)):
+                due.append(incident)
+    for incident in sorted(set(notified) - holding):
         resolve_incident(engine, incident)
-    return notified
+    return due
 
 
-def json_lines(status: CommitStatus) -> list[str]:
-    return [f"{name}: {value}" for name, value in status.to_json().items()]
+def describe(status: CommitStatus) -> list[str]:
+    """The alert's lines: the `commits --json` figures and the pace."""
+    lines = [f"{name}: {value}" for name, value in status.to_json().items()]
+    if status.pace is not None:
+        lines.append(
+            f"pace: {status.pace.pace_ratio:.1f}x usual, {status.pace.consumed_share:.0%} used "
+            f"at {status.pace.elapsed_share:.0%} of the period ({status.pace.reason})"
+        )
+    return lines

@@ -108,6 +108,31 @@ class Fit:
         variance = np.where(self.stopped, 0.0, noise + level + trend + drift)
         return mean, variance
 
+    def cumulative_forecast(
+        self, days: list[dt.date], remaining: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and variance (S, H) of every running sum: column k is `sum_forecast` of the
+        first k + 1 days (`days` consecutive and ascending), in O(S·H) instead of O(S·H³)."""
+        if not days:
+            empty = np.zeros((len(self.level), 0))
+            return empty, empty
+        path, reach = self.horizon(days)
+        weekdays = np.array([day.weekday() for day in days])
+        weights = self.weekly[:, weekdays] * remaining[None, :]
+        share = path * remaining[None, :]
+        mean = share.cumsum(axis=1)
+        day_variance = self.sigma**2 + self.spike_m2
+        noise = (day_variance[:, None] * self.weekly[:, weekdays] ** 2 * remaining).cumsum(axis=1)
+        level = (weights.cumsum(axis=1) * self.level_se[:, None]) ** 2
+        trend = ((weights * reach[None, :]).cumsum(axis=1) * self.slope_se[:, None]) ** 2
+        # The drift term sum_{h,j<=k} a_h a_j min(s_h, s_j) grows by a_k^2 s_k + 2 a_k sum_{j<k}
+        # a_j s_j with each day k, as the steps s are ascending.
+        steps = np.array([(day - self.last_day).days for day in days], dtype=float)[None, :]
+        before = (share * steps).cumsum(axis=1) - share * steps
+        drift = (share**2 * steps + 2 * share * before).cumsum(axis=1) * DRIFT**2
+        variance = np.where(self.stopped[:, None], 0.0, noise + level + trend + drift)
+        return mean, variance
+
 
 def damped(steps: float) -> float:
     """Sum of TREND_DAMPING**i for i = 1..steps: how far a damped trend carries."""

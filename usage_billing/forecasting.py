@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
@@ -30,12 +30,17 @@ from usage_billing.usage_history import DAY, MetricHistory
 
 @dataclass(frozen=True)
 class DayForecast:
-    """One day of the month: usage known at the clock, and the expected total of the day."""
+    """One day of the month: usage known at the clock, the expected total of the day, and the
+    month's expected running total at the day's end with its 80 % interval (the forecast band:
+    equal to the known running total for days that are over)."""
 
     day: dt.date
     known: Decimal
     expected: Decimal
     complete: bool
+    cumulative: Decimal
+    cumulative_low: Decimal
+    cumulative_high: Decimal
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ def forecast_metric(history: MetricHistory, month: str, as_of: dt.datetime) -> l
     still_unknown = 1 - completion[len(month_days) - len(open_days) :]
     mean, variance = fitted.sum_forecast(open_days, still_unknown)
     low, high = forecast_model.interval(mean, variance)
+    running = _Running(fitted, open_days, still_unknown)
     expected = fitted.expected(open_days) if open_days else np.zeros((len(history.customers), 0))
     found = []
     for row, customer in enumerate(history.customers):
@@ -139,6 +145,11 @@ def forecast_metric(history: MetricHistory, month: str, as_of: dt.datetime) -> l
         if mtd == 0 and mean[row] == 0 and not history.values[row].any():
             continue
         rest = [float(e) * float(u) for e, u in zip(expected[row], still_unknown, strict=True)]
+        month_end = _Band(
+            _decimal(history, mtd, mean[row], ROUND_HALF_UP),
+            _decimal(history, mtd, low[row], ROUND_FLOOR),
+            _decimal(history, mtd, max(high[row], mean[row]), ROUND_CEILING),
+        )
         found.append(
             MetricForecast(
                 customer_id=customer,
@@ -146,10 +157,18 @@ def forecast_metric(history: MetricHistory, month: str, as_of: dt.datetime) -> l
                 month=month,
                 as_of=as_of,
                 month_to_date=mtd,
-                projected=_decimal(history, mtd, mean[row], ROUND_HALF_UP),
-                low=_decimal(history, mtd, low[row], ROUND_FLOOR),
-                high=_decimal(history, mtd, max(high[row], mean[row]), ROUND_CEILING),
-                days=_days(history, month_days, known, rest, completion),
+                projected=month_end.expected,
+                low=month_end.low,
+                high=month_end.high,
+                days=_days(
+                    history,
+                    month_days,
+                    known,
+                    rest,
+                    completion,
+                    running.row(row, history),
+                    month_end,
+                ),
                 last_complete_day=last_complete,
                 level=float(fitted.level[row]),
                 slope=float(fitted.slope[row]),
@@ -168,24 +187,69 @@ def _decimal(history: MetricHistory, known: Decimal, rest: float, rounding: str)
     return max(history.quantize(total, rounding), known)
 
 
+@dataclass(frozen=True)
+class _Band:
+    """An expected quantity with its 80 % interval."""
+
+    expected: Decimal
+    low: Decimal
+    high: Decimal
+
+
+class _Running:
+    """The month's running total over its open days, mean and 80 % interval, for every series."""
+
+    def __init__(self, fitted: forecast_model.Fit, open_days: list[dt.date], unknown: np.ndarray):
+        self.mean, variance = fitted.cumulative_forecast(open_days, unknown)
+        self.low, self.high = forecast_model.interval(self.mean, variance)
+
+    def row(self, row: int, history: MetricHistory) -> Callable[[int, Decimal], _Band]:
+        """For one series: the band of the running total at the end of the k-th open day, on top
+        of `known` (the usage known up to and including that day)."""
+
+        def band(k: int, known: Decimal) -> _Band:
+            mean, high = self.mean[row, k], max(self.high[row, k], self.mean[row, k])
+            return _Band(
+                _decimal(history, known, mean, ROUND_HALF_UP),
+                _decimal(history, known, self.low[row, k], ROUND_FLOOR),
+                _decimal(history, known, high, ROUND_CEILING),
+            )
+
+        return band
+
+
 def _days(
     history: MetricHistory,
     month_days: list[dt.date],
     known: list[Decimal],
     rest: list[float],
     completion: np.ndarray,
+    running: Callable[[int, Decimal], _Band],
+    month_end: _Band,
 ) -> tuple[DayForecast, ...]:
     first_open = len(month_days) - len(rest)
-    return tuple(
-        DayForecast(
-            day=day,
-            known=value,
-            expected=(
-                _decimal(history, value, rest[n - first_open], ROUND_HALF_UP)
-                if n >= first_open
-                else value
-            ),
-            complete=bool(completion[n] >= 1),
+    found, known_so_far = [], Decimal(0)
+    for n, (day, value) in enumerate(zip(month_days, known, strict=True)):
+        known_so_far += value
+        if n < first_open:
+            band = _Band(known_so_far, known_so_far, known_so_far)
+        elif n == len(month_days) - 1:
+            band = month_end  # the band ends exactly at the month's interval
+        else:
+            band = running(n - first_open, known_so_far)
+        found.append(
+            DayForecast(
+                day=day,
+                known=value,
+                expected=(
+                    _decimal(history, value, rest[n - first_open], ROUND_HALF_UP)
+                    if n >= first_open
+                    else value
+                ),
+                complete=bool(completion[n] >= 1),
+                cumulative=band.expected,
+                cumulative_low=band.low,
+                cumulative_high=band.high,
+            )
         )
-        for n, (day, value) in enumerate(zip(month_days, known, strict=True))
-    )
+    return tuple(found)

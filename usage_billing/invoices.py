@@ -19,13 +19,15 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 
 from usage_billing import periods, sql
 from usage_billing.collectors import COLLECTOR_WORK_MEM, collectors
+from usage_billing.config import ConfigurationError
 from usage_billing.pricing import EXACT, PricingError, RateCard, money, negative_quantity
+from usage_billing.projections import Forecast, no_forecast
 from usage_billing.reporting import decimal_text
 
 CENTS_ZERO = Decimal("0.00")
@@ -49,6 +51,7 @@ SELECT customer_id, month, total
 FROM invoice_totals
 WHERE month >= :first AND month <= :last AND customer_id = ANY(CAST(:customers AS text[]))
 """)
+_MONTH_TOTALS = sa.text("SELECT customer_id, total FROM invoice_totals WHERE month = :month")
 _PRICED_AT = sa.text("SELECT max(priced_at) FROM invoice_totals WHERE month = :month")
 _TOTALS_SUMMARY = sa.text("""
 SELECT count(*) AS customers, coalesce(sum(total), 0) AS total
@@ -130,6 +133,21 @@ def invoices(
     return PricedUsage(found, unpriced)
 
 
+def priced_invoices(
+    conn: sa.Connection, card: RateCard, month: str, customers: Sequence[str] | None = None
+) -> list[Invoice]:
+    """`invoices`, refusing usage the card has no price for: ConfigurationError naming the card,
+    the metric, the month and a customer."""
+    priced = invoices(conn, card, month, customers)
+    if priced.unpriced:
+        row = priced.unpriced[0]
+        raise ConfigurationError(
+            f"rate card {card.source}: {row.billable_metric}: has usage in {row.month} "
+            f"({row.customer_id}) but no price"
+        )
+    return priced.invoices
+
+
 def stored_totals(
     conn: sa.Connection, customers: Iterable[str], first: str, last: str
 ) -> dict[str, dict[str, Decimal]]:
@@ -139,6 +157,11 @@ def stored_totals(
     for row in conn.execute(_STORED_TOTALS, params):
         totals.setdefault(row.customer_id, {})[row.month] = row.total
     return totals
+
+
+def month_totals(conn: sa.Connection, month: str) -> dict[str, Decimal]:
+    """Every customer's stored total of the month (`invoice_totals`)."""
+    return dict(conn.execute(_MONTH_TOTALS, {"month": month}).tuples().all())
 
 
 def priced_at(conn: sa.Connection, month: str) -> dt.datetime | None:
@@ -161,62 +184,12 @@ def is_final(month: str, now: dt.datetime) -> bool:
     return now >= periods.month_bounds(month)[1] + restatement_horizon()
 
 
-# --- projections: the one place a forecast plugs in ----------------------------------------
-
-
-@dataclass(frozen=True)
-class Projection:
-    """A month's projected total, with an interval when the model gives one."""
-
-    total: Decimal
-    low: Decimal | None = None
-    high: Decimal | None = None
-
-
-class Forecast(Protocol):
-    """Projects a month's total from its month-to-date total; None when it cannot."""
-
-    def __call__(
-        self, customer_id: str, month: str, month_to_date: Decimal, as_of: dt.datetime
-    ) -> Projection | None: ...
-
-
-def no_forecast(
-    customer_id: str, month: str, month_to_date: Decimal, as_of: dt.datetime
-) -> Projection | None:
-    """The default until a forecasting model is plugged in: invoices print projections as null
-    and commits fall back to the straight line."""
-    return None
-
-
-def month_forecast(conn: sa.Connection) -> Forecast:
-    """The forecast every projection uses (`invoice`, `commits`, the `commit_burndown` asset):
-    the place a forecasting model plugs in, with the connection it may read daily usage from."""
-    return no_forecast
-
-
-def elapsed_share(month: str, as_of: dt.datetime) -> Decimal:
-    """How much of the month has passed at `as_of`, from 0 to 1, exactly."""
-    start, end = periods.month_bounds(month)
-    elapsed = min(max(as_of - start, dt.timedelta(0)), end - start)
-    return Decimal(elapsed // dt.timedelta(microseconds=1)) / Decimal(
-        (end - start) // dt.timedelta(microseconds=1)
-    )
-
-
-def straight_line(
-    customer_id: str, month: str, month_to_date: Decimal, as_of: dt.datetime
-) -> Projection:
-    """The month-to-date pace held to the month's end: MTD / elapsed share of the month."""
-    share = elapsed_share(month, as_of)
-    return Projection(month_to_date if share == 0 else month_to_date / share)
-
-
 # --- output --------------------------------------------------------------------------------
 
 
 def to_json(invoice: Invoice, now: dt.datetime, forecast: Forecast = no_forecast) -> dict[str, Any]:
-    """The `invoice --json` shape; a month not over yet also carries its projection (or nulls)."""
+    """The `invoice --json` shape; a month not over yet also carries its projection (nulls when
+    the forecast has none)."""
     shape: dict[str, Any] = {
         "customer_id": invoice.customer_id,
         "month": invoice.month,

@@ -29,6 +29,8 @@ SIGMAS = 4.0
 MIN_HISTORY_DAYS = 7  # a customer's first week has no baseline worth the name
 MIN_ARRIVALS = 3  # raw rows of a day under way before its pace is judged
 PACE_ALERT_RATIO = 2.0
+RECENT_DAYS = 7  # a week: every weekday once, so the weekly pattern cancels out
+DAY = dt.timedelta(days=1)
 
 
 def noise_of_day(expected: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -108,10 +110,15 @@ class CommitPace:
 
     consumed_share: float  # of the commit amount
     elapsed_share: float  # of the commit period
-    projected_share: float  # consumed by the period's end at the recent pace
+    projected_share: float  # consumed by the period's end (the forecast's, or at the recent pace)
     pace_ratio: float  # recent pace / usual pace
-    alert: bool
+    exceeds: bool  # projected past the commit before the period ends
+    burning: bool  # burning at PACE_ALERT_RATIO times the usual pace or more
     reason: str
+
+    @property
+    def alert(self) -> bool:
+        return self.exceeds or self.burning
 
 
 def commit_pace(
@@ -121,15 +128,20 @@ def commit_pace(
     recent_daily: Decimal,
     usual_daily: Decimal,
     days_left: float,
+    projected: Decimal | None = None,
 ) -> CommitPace:
-    """Alert when the commit runs out before its period ends at the recent pace, or when the
-    customer burns at PACE_ALERT_RATIO times its usual pace; being far into the commit late in the
-    period is no reason on its own."""
+    """Alert when the commit runs out before its period ends — by `projected`, the consumption
+    projected to the period's end (a forecast's), else at the recent pace — or when the customer
+    burns at PACE_ALERT_RATIO times its usual pace; being far into the commit late in the period
+    is no reason on its own."""
     amount = float(commit_amount)
-    projected = float(consumed) + float(recent_daily) * max(days_left, 0.0)
+    if projected is None:
+        at_end = float(consumed) + float(recent_daily) * max(days_left, 0.0)
+    else:
+        at_end = float(projected)
     usual = float(usual_daily)
     ratio = float(recent_daily) / usual if usual > 0 else (float("inf") if recent_daily else 1.0)
-    exceeds = projected > amount
+    exceeds = at_end > amount
     burning = ratio >= PACE_ALERT_RATIO and float(recent_daily) > 0
     reason = (
         "projected to exceed the commit before the period ends"
@@ -141,11 +153,43 @@ def commit_pace(
     return CommitPace(
         consumed_share=float(consumed) / amount if amount else 0.0,
         elapsed_share=elapsed_share,
-        projected_share=projected / amount if amount else 0.0,
+        projected_share=at_end / amount if amount else 0.0,
         pace_ratio=ratio,
-        alert=exceeds or burning,
+        exceeds=exceeds,
+        burning=burning,
         reason=reason,
     )
+
+
+@dataclass(frozen=True)
+class UsagePace:
+    """Per series: usage per day over the last RECENT_DAYS complete days, against what the
+    customer's baseline (fitted on the history before them) expected of those days."""
+
+    recent: np.ndarray
+    usual: np.ndarray
+    usable: np.ndarray  # the history before the recent days supports a baseline
+
+
+def recent_pace(history: usage_history.MetricHistory, as_of: dt.datetime) -> UsagePace:
+    """How fast each customer of a billable metric has been using it lately, and how fast it
+    usually does: the pace of a commit's burn-down. A spike in the recent days counts (it is
+    spending); spikes before them are fenced out of the baseline, at their usual rate."""
+    last = _last_complete_day(history, as_of)
+    end = history.column(last) + 1
+    start = end - RECENT_DAYS
+    recent_days = [last - dt.timedelta(days=n) for n in range(RECENT_DAYS - 1, -1, -1)]
+    fitted = forecast_model.fit(history.values[:, : max(start, 0)], recent_days[0] - DAY)
+    return UsagePace(
+        recent=history.values[:, max(start, 0) : end].sum(axis=1) / RECENT_DAYS,
+        usual=fitted.expected(recent_days).mean(axis=1),
+        usable=(start >= 0) & (fitted.active_days >= MIN_HISTORY_DAYS) & ~fitted.stopped,
+    )
+
+
+def _last_complete_day(history: usage_history.MetricHistory, as_of: dt.datetime) -> dt.date:
+    """The last day whose usage is settled at `as_of`."""
+    return periods.day_start(as_of - history.settling).date() - DAY
 
 
 # --- spikes of a month, as of the clock ----------------------------------------------------------

@@ -29,6 +29,7 @@ SENSORS = {
     "redrive_when_healthy",
     "late_raw_data",
     "alert_on_failed_checks",
+    "deliver_alerts",
 }
 SENSOR_TICK_TIMEOUT_SECONDS = 120
 RUN_TIMEOUT_SECONDS = 240

@@ -40,6 +40,7 @@ SENSORS = {
     "redrive_when_healthy",
     "late_raw_data",
     "alert_on_failed_checks",
+    "deliver_alerts",
 }
 
 

@@ -143,3 +143,25 @@ def test_row_quantiles_agree_with_numpy() -> None:
         with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
             theirs = np.nanquantile(values, q, axis=1)
         assert np.allclose(mine, theirs, equal_nan=True)
+
+
+def test_running_totals_agree_with_the_sum_of_every_prefix() -> None:
+    rng = np.random.default_rng(7)
+    days = days_before()
+    series = np.stack(
+        [
+            rng.poisson(100 * weekday_factors(days, BUSINESS)).astype(float),
+            np.linspace(50, 150, HISTORY_DAYS) + rng.normal(0, 5, HISTORY_DAYS),
+            np.r_[np.zeros(60), rng.poisson(20, 10)].astype(float),  # a new customer
+            np.r_[rng.poisson(30, 60), np.zeros(10)].astype(float),  # one who stopped
+        ]
+    )
+    fitted = forecast_model.fit(series, LAST_DAY)
+    remaining = np.r_[0.4, np.ones(len(REST_OF_MARCH) - 1)]  # the first day 60 % over
+    means, variances = fitted.cumulative_forecast(REST_OF_MARCH, remaining)
+    assert means.shape == variances.shape == (4, len(REST_OF_MARCH))
+    for k in (0, 1, 9, len(REST_OF_MARCH) - 1):
+        mean, variance = fitted.sum_forecast(REST_OF_MARCH[: k + 1], remaining[: k + 1])
+        np.testing.assert_allclose(means[:, k], mean, rtol=1e-12)
+        np.testing.assert_allclose(variances[:, k], variance, rtol=1e-12, atol=1e-9)
+    assert (np.diff(means, axis=1) >= 0).all() and (np.diff(variances, axis=1) >= -1e-9).all()

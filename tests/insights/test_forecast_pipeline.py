@@ -2,6 +2,7 @@
 after the clock counts, every collector's usage comes back exactly, decimals at the edges."""
 
 import datetime as dt
+import itertools
 import json
 from decimal import Decimal
 
@@ -160,6 +161,22 @@ def test_forecasts_are_decimals_at_the_metrics_precision_around_the_exact_month_
         assert -f.projected.as_tuple().exponent <= places, f
         assert f.as_json()["projected"] == str(f.projected)
         assert len(f.days) == 31 and sum(d.known for d in f.days) == f.month_to_date
+        # The band: the running total's 80 % interval day by day, the known running total on
+        # days that are over, widening to exactly the month's interval at its end.
+        known = Decimal(0)
+        for day in f.days:
+            known += day.known
+            assert day.cumulative_low <= day.cumulative <= day.cumulative_high
+            assert known <= day.cumulative_low
+            if day.complete:
+                assert day.cumulative_low == day.cumulative == day.cumulative_high == known
+        last = f.days[-1]
+        assert (last.cumulative, last.cumulative_low, last.cumulative_high) == (
+            f.projected, f.low, f.high,
+        )  # fmt: skip
+        for before, after in itertools.pairwise(f.days):
+            assert before.cumulative <= after.cumulative
+            assert before.cumulative_high <= after.cumulative_high
 
 
 def test_fin_days_still_settling_are_forecast_not_counted_as_zero(engine: sa.Engine) -> None:

@@ -13,7 +13,7 @@ import dagster as dg
 import pytest
 
 from usage_assets.definitions import defs
-from usage_assets.sensors import retry_failed_partitions
+from usage_assets.sensors import deliver_alerts, retry_failed_partitions
 from usage_billing.cli import instance
 from usage_billing.resources import AlertsResource, WarehouseResource
 
@@ -72,3 +72,15 @@ def evaluate_retry_sensor(
         later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes_later)
         patch.setenv("USAGE_BILLING_NOW", later.isoformat())
         return list(retry_failed_partitions(context) or [])
+
+
+def deliver(database_url: str, webhook_url: str) -> str:
+    """One tick of the deliver_alerts sensor; its skip message (it raises when the webhook
+    cannot take an alert)."""
+    resources = {
+        "warehouse": WarehouseResource(database_url=database_url),
+        "alerts": AlertsResource(webhook_url=webhook_url, timeout_seconds=1),
+    }
+    skip = deliver_alerts(dg.build_sensor_context(resources=resources))
+    assert isinstance(skip, dg.SkipReason)
+    return str(skip.skip_message)

@@ -7,11 +7,11 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from tests.operations.conftest import webhook
+from tests.operations.conftest import deliver, webhook
 from usage_assets.assets.priced_usage import pricing_assets, pricing_checks
 from usage_billing.resources import AlertsResource, WarehouseResource
 
-__all__ = ["checks_of", "price_month", "webhook"]
+__all__ = ["checks_of", "deliver", "price_month", "webhook"]
 
 
 def price_month(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from tests.helpers import at
 from usage_billing import contracts
 from usage_billing.config import ConfigurationError
 from usage_billing.contracts import Commit, burndown
-from usage_billing.invoices import Projection
+from usage_billing.projections import Forecast, MoneyPace, Projection
 
 pytestmark = pytest.mark.unit
 
@@ -94,14 +95,96 @@ def test_at_the_first_instant_of_a_month_there_is_no_pace_yet() -> None:
     assert status.consumed == status.projected_consumed_by_end == D("500.00")
 
 
-def test_a_forecast_replaces_the_straight_line() -> None:
-    def forecast(customer_id: str, month: str, to_date: Decimal, as_of: dt.datetime) -> Projection:
-        assert (customer_id, month, to_date, as_of) == ("cust_a", "2025-03", D("100.00"), MID_MARCH)
-        return Projection(D("300"), D("250"), D("350"))
+def _forecast(march: Projection, later: Callable[[str], Projection | None]) -> Forecast:
+    """A forecast as of MID_MARCH (March 100.00 to date): `march`, and `later(month)` after it."""
 
+    def forecast(customer_id: str, month: str, to_date: Decimal, as_of: dt.datetime):
+        assert (customer_id, as_of) == ("cust_a", MID_MARCH)
+        if month == "2025-03":
+            assert to_date == D("100.00")
+            return march
+        assert month > "2025-03" and to_date == 0
+        return later(month)
+
+    return forecast
+
+
+def test_a_forecast_replaces_the_straight_line_and_its_paths_date_the_exhaustion() -> None:
+    # March's other 200 accrue half by the 24th, half after; a later month accrues its 240 in
+    # its second half only (as if a free tier covered the first).
+    march = Projection(D("300"), D("250"), D("350"), ((at("2025-03-24 00:00"), 0.5),))
+    forecast = _forecast(
+        march, lambda month: Projection(D("240"), path=((at(f"{month}-16 00:00"), 0.0),))
+    )
     status = burndown(_commit("1200.00"), TOTALS, MID_MARCH, forecast)
-    assert status.projected_consumed_by_end == D("1700.00")  # 500 + 4 x 300
+    assert status.projected_consumed_by_end == D("1520.00")  # 500 + 300 + 3 x 240
     assert status.consumed == D("600.00")  # the forecast never changes what was consumed
+    # 800 by April 1st, 1040 by May 1st; May's 240 accrue over May 16..31 (16 days): the last
+    # 160 take two thirds of them, 10.67 days: May 26th.
+    assert status.projected_exhaustion_date == dt.date(2025, 5, 26)
+    path = dict(status.path)
+    assert path[at("2025-03-24 00:00")] == D("700.00")
+    assert path[at("2025-04-16 00:00")] == D("800.00")
+    assert path[at("2025-07-01 00:00")] == D("1520.00")
+
+
+def test_without_a_forecast_for_later_months_they_run_at_the_current_projection() -> None:
+    march = Projection(D("300"), D("250"), D("350"))
+    status = burndown(_commit("1200.00"), TOTALS, MID_MARCH, _forecast(march, lambda _: None))
+    assert status.projected_consumed_by_end == D("1700.00")  # 500 + 4 x 300
+
+
+# A six-month commit of 1000.00 at 90 % of its period (163 of 181 days, June 13th), 80 % used:
+# January to May 140.00 each, June 100.00 so far; June projected at its pace to 190.00.
+SIX_MONTHS = {"2025-01": D("140"), "2025-02": D("140"), "2025-03": D("140")}
+SIX_MONTHS |= {"2025-04": D("140"), "2025-05": D("140"), "2025-06": D("100")}
+NINETY_PERCENT = at("2025-06-13 00:00")
+
+
+def _paced(recent: str, usual: str) -> contracts.CommitStatus:
+    pace = MoneyPace(D(recent), D(usual))
+    return burndown(
+        _commit("1000.00"),
+        SIX_MONTHS,
+        NINETY_PERCENT,
+        lambda customer, month, to_date, as_of: Projection(D("190.00"), pace=pace),
+    )
+
+
+def _holding(status: contracts.CommitStatus, open_keys: frozenset[str] = frozenset()) -> set:
+    return {
+        key.split(":")[0]
+        for key, holds, _ in contracts.commit_incidents(status, set(open_keys))
+        if holds
+    }
+
+
+def test_eighty_percent_used_at_ninety_percent_on_a_steady_pace_is_quiet() -> None:
+    status = _paced("4.91", "4.91")
+    assert status.consumed == D("800.00") and status.projected_consumed_by_end == D("890.00")
+    assert status.pace is not None
+    assert status.pace.consumed_share == pytest.approx(0.8)
+    assert status.pace.elapsed_share == pytest.approx(163 / 181)
+    assert not status.pace.alert and _holding(status) == set()
+
+
+def test_burning_at_twice_the_usual_pace_alerts_and_stays_open_until_it_settles() -> None:
+    burning = _paced("9.82", "4.91")
+    assert burning.pace is not None and burning.pace.burning and not burning.pace.exceeds
+    assert _holding(burning) == {"commit-burning"}
+    [(_, _, title)] = [c for c in contracts.commit_incidents(burning, set()) if c[1]]
+    assert title == "Commit of cust_a burning at 2.0x its usual pace"
+    # Once open, a pace of 1.6x keeps it open (no alert again); 1.4x resolves it.
+    key = "commit-burning:cust_a:2025-01-01"
+    assert _holding(_paced("7.86", "4.91"), frozenset({key})) == {"commit-burning"}
+    assert _holding(_paced("7.86", "4.91")) == set()
+    assert _holding(_paced("6.87", "4.91"), frozenset({key})) == set()
+
+
+def test_outside_its_period_or_without_a_forecast_a_commit_has_no_pace() -> None:
+    assert burndown(_commit("1000.00"), SIX_MONTHS, NINETY_PERCENT).pace is None
+    ended = burndown(_commit("1000.00", ends_before="2025-06-01"), SIX_MONTHS, NINETY_PERCENT)
+    assert ended.pace is None and not ended.active
 
 
 # --- the contracts file ----------------------------------------------------------------------

@@ -16,7 +16,7 @@ from tests.collectors.common import History, load
 from tests.pipeline import aggregate, run_month
 from tests.pricing.conftest import checks_of, price_month
 from usage_assets.assets.priced_usage import invoiced_equals_acknowledged, totals_equal_line_items
-from usage_billing import cli
+from usage_billing import cli, pricing
 from usage_billing.resources import BillingApiResource, WarehouseResource
 
 pytestmark = pytest.mark.integration
@@ -52,17 +52,32 @@ def invoice_json(capsys: pytest.CaptureFixture[str], *args: str) -> Any:
     return json.loads(capsys.readouterr().out)
 
 
-def _invoice(customer: str, items: list[tuple[str, str, str]], total: str) -> dict[str, Any]:
+def _invoice(
+    customer: str, items: list[tuple[str, str, str]], total: str, projected: tuple[str, str, str]
+) -> dict[str, Any]:
     return {
         "customer_id": customer,
         "month": "2025-03",
         "line_items": [{"billable_metric": m, "quantity": q, "amount": a} for m, q, a in items],
         "total": total,
         "final": False,
-        "projected_total": None,
-        "projected_low": None,
-        "projected_high": None,
+        "projected_total": projected[0],
+        "projected_low": projected[1],
+        "projected_high": projected[2],
     }
+
+
+def _priced_forecast(capsys: pytest.CaptureFixture[str], customer: str, total: str) -> tuple:
+    """What `forecast` projects for the customer's March, priced line by line with the rate
+    card and summed: (projected, low, high), none below the total billed so far."""
+    assert cli.main(["forecast", "--month", "2025-03", "--customer", customer, "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    card = pricing.load_rate_card()
+    sums = [
+        sum(card.line_amount(row["billable_metric"], D(row[bound])) for row in rows)
+        for bound in ("projected", "low", "high")
+    ]
+    return tuple(pricing.money(max(amount, D(total))) for amount in sums)
 
 
 def _stored(engine: sa.Engine) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
@@ -87,11 +102,15 @@ def test_invoices_price_the_reported_month_and_follow_restatements(
     assert all(check.passed for check in checks_of(priced).values())
     assert len(checks_of(priced)) == 3
 
+    # The month is under way: each invoice also projects its total, as `forecast` does.
+    projected_f = _priced_forecast(capsys, "cust_f", "40.98")
+    projected_r = _priced_forecast(capsys, "cust_r", "6.51")
     assert invoice_json(capsys) == [
         _invoice(
             "cust_f",
             [("chargeflow_prevented_chargebacks", "1", "39.00"), ("fin_resolutions", "2", "1.98")],
             "40.98",
+            projected_f,
         ),
         _invoice(
             "cust_r",
@@ -100,8 +119,11 @@ def test_invoices_price_the_reported_month_and_follow_restatements(
                 ("riskified_approved_value", "126.25", "0.51"),  # 0.505: half a cent rounds up
             ],
             "6.51",
+            projected_r,
         ),
     ]
+    for low_to_high in (projected_f, projected_r):
+        assert D(low_to_high[1]) <= D(low_to_high[0]) <= D(low_to_high[2])
     assert _stored(engine)[("cust_r", "riskified_approved_value")] == (D("126.25"), D("0.51"))
 
     # A fraud chargeback on o1 and a Fin handoff inside t2's 24 hours arrive late: both

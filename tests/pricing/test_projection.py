@@ -6,11 +6,16 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.helpers import at
-from usage_billing import invoices
-from usage_billing.invoices import Invoice, LineItem, Projection
+from tests.pricing.test_rate_card import QUANTITIES, graduated
+from usage_billing import invoices, projections
+from usage_billing.invoices import Invoice, LineItem
+from usage_billing.projections import Projection
 
 pytestmark = pytest.mark.unit
 
@@ -62,5 +67,12 @@ def test_a_month_over_has_no_projection_and_becomes_final() -> None:
     ],
 )
 def test_straight_line(now: str, share: Decimal, projected: Decimal) -> None:
-    assert invoices.elapsed_share("2025-04", at(now)) == share
-    assert invoices.straight_line("cust_a", "2025-04", D("99.99"), at(now)).total == projected
+    assert projections.elapsed_share("2025-04", at(now)) == share
+    assert projections.straight_line("cust_a", "2025-04", D("99.99"), at(now)).total == projected
+
+
+@given(graduated(), st.lists(QUANTITIES, min_size=1, max_size=20))
+def test_a_paths_float_prices_follow_the_exact_ones(model, quantities: list[Decimal]) -> None:
+    shape = projections.float_amounts(model, np.array([float(q) for q in quantities]))
+    for quantity, approximate in zip(quantities, shape, strict=True):
+        assert approximate == pytest.approx(float(model.amount(quantity)), rel=1e-9, abs=1e-9)

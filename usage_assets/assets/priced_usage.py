@@ -6,6 +6,7 @@ it to that. The rate card and the contracts are read at every run (`USAGE_RATE_C
 `USAGE_CONTRACTS`), so an edited file takes effect at the next run, or fails it with one line.
 """
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -14,11 +15,12 @@ import sqlalchemy as sa
 
 from usage_assets.assets.reported_usage import reported_usage
 from usage_assets.checks import SHOWN, _problems, result
+from usage_assets.metadata import markdown_table
 from usage_assets.partitions import monthly_partitions
-from usage_billing import contracts, invoices, periods, pricing, sql
+from usage_billing import contracts, invoices, periods, pricing, projections, sql
 from usage_billing.collectors import COLLECTOR_WORK_MEM
 from usage_billing.config import ConfigurationError
-from usage_billing.resources import AlertsResource, WarehouseResource
+from usage_billing.resources import WarehouseResource
 
 GROUP = "billing"
 T = TypeVar("T")
@@ -29,7 +31,7 @@ SELECT month FROM invoice_line_items UNION SELECT month FROM invoice_totals ORDE
 """)
 
 
-def _configured(load: Callable[[], T]) -> T:
+def configured(load: Callable[[], T]) -> T:
     """The rate card or the contracts; a file that cannot work fails the run without retries."""
     try:
         return load()
@@ -52,10 +54,10 @@ def _configured(load: Callable[[], T]) -> T:
 def invoice_line_items(
     context: dg.AssetExecutionContext, warehouse: WarehouseResource
 ) -> dg.MaterializeResult:
-    card = _configured(pricing.load_rate_card)
+    card = configured(pricing.load_rate_card)
     as_of = periods.now()
     with warehouse.get_engine().begin() as conn:
-        summary = _configured(
+        summary = configured(
             lambda: invoices.replace_line_items(conn, context.partition_key, card, as_of)
         )
     return dg.MaterializeResult(
@@ -97,31 +99,66 @@ def invoice_totals(
     kinds={"postgres"},
     description=(
         "Every commit in the contracts file burned down as of now: consumed (the stored invoice "
-        "totals of its months so far), remaining, and the projection to its end from the "
-        "month-to-date pace. Alerts once per incident when an active commit is projected to run "
-        "out before its end, and when it has run out."
+        "totals of its months so far), remaining, and the projection to its end from the usage "
+        "forecast (the current month's forecast path, later months at the expected daily usage, "
+        "priced; the straight line where there is no forecast), with the customer's spending "
+        "pace. Opens one incident per commit projected to run out before its end, burning at "
+        "twice its usual pace, or run out; the deliver_alerts sensor posts them."
     ),
 )
-def commit_burndown(warehouse: WarehouseResource, alerts: AlertsResource) -> dg.MaterializeResult:
-    commits = _configured(contracts.load_contracts)
+def commit_burndown(
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+) -> dg.MaterializeResult:
+    commits = configured(contracts.load_contracts)
+    card = configured(pricing.load_rate_card)
     now = periods.now()
     engine = warehouse.get_engine()
+    forecast = projections.month_forecast(engine, card, {c.customer_id for c in commits})
     with engine.begin() as conn:
-        statuses = contracts.commit_statuses(conn, commits, now, invoices.month_forecast(conn))
+        statuses = contracts.commit_statuses(conn, commits, now, forecast)
         contracts.replace_burndown(conn, statuses)
-    notified = contracts.alert(engine, alerts.get_client(), statuses)
-    return dg.MaterializeResult(
-        metadata={
-            "commits": len(statuses),
-            "will_exceed": sum(s.will_exceed for s in statuses),
-            "exhausted": sum(s.exhausted for s in statuses),
-            "alerts_sent": dg.MetadataValue.json(notified[:SHOWN]),
-            "will_exceed_commits": dg.MetadataValue.json(
-                [s.to_json() for s in statuses if s.will_exceed][:SHOWN]
-            ),
-            "as_of": now.isoformat(),
-        }
+    due = contracts.record_alerts(engine, statuses)
+    for incident in due:
+        context.log.warning(f"alert due (the deliver_alerts sensor sends it): {incident}")
+    return dg.MaterializeResult(metadata=_burndown_metadata(statuses, due, card.currency, now))
+
+
+def _burndown_metadata(
+    statuses: list[contracts.CommitStatus], due: list[str], currency: str, now: dt.datetime
+) -> dict[str, Any]:
+    """Counts, and the commits at risk first (projected to run out soonest) as a table."""
+    at_risk = sorted(
+        (s for s in statuses if s.active),
+        key=lambda s: (s.projected_exhaustion_date or dt.date.max, s.commit.customer_id),
     )
+    rows = [
+        [
+            s.commit.customer_id,
+            f"{s.commit.starts_on} to {s.commit.ends_before}",
+            pricing.money(s.commit.amount),
+            pricing.money(s.consumed),
+            pricing.money(s.projected_consumed_by_end),
+            str(s.projected_exhaustion_date or "-"),
+            f"{s.pace.pace_ratio:.1f}x" if s.pace else "-",
+        ]
+        for s in at_risk[:SHOWN]
+    ]
+    header = [
+        "customer", "term", f"commit ({currency})", "consumed", "projected by end",
+        "runs out on", "pace vs usual",
+    ]  # fmt: skip
+    return {
+        "commits": len(statuses),
+        "will_exceed": sum(s.will_exceed for s in statuses),
+        "burning": sum(bool(s.pace and s.pace.burning) for s in statuses),
+        "exhausted": sum(s.exhausted for s in statuses),
+        "active_commits": dg.MetadataValue.md(markdown_table(header, rows)),
+        "alerts_due": dg.MetadataValue.json(due[:SHOWN]),
+        "will_exceed_commits": dg.MetadataValue.json(
+            [s.to_json() for s in statuses if s.will_exceed][:SHOWN]
+        ),
+        "as_of": now.isoformat(),
+    }
 
 
 def _sql_check(
