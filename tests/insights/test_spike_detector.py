@@ -75,6 +75,22 @@ def test_a_nightly_upload_is_not_a_pace() -> None:
     assert is_spike(past, 100, completion=MORNING, arrivals=100)
 
 
+def test_a_couple_of_events_where_a_fraction_was_due_is_not_a_spike() -> None:
+    """At the month's close, Fin's last day has settled for 30 minutes: 0.17 resolutions were
+    due, two came (a 1-in-80 chance, and thousands of series get that chance every hour)."""
+    usual_day, settled = np.array([8.0]), np.array(0.5 / 24)
+    rows = np.array([300])  # support events of those minutes: plenty of rows, few resolutions
+    for seen in (1.0, 2.0):
+        assert not spikes.anomalous(np.array([seen]), usual_day, np.array([2.0]), settled, rows)
+    assert spikes.anomalous(np.array([9.0]), usual_day, np.array([2.0]), settled, rows)
+
+
+def test_a_few_units_over_a_small_usual_day_need_poisson_rarity() -> None:
+    usual = np.array([1.0, 1.0, 1.0])
+    flagged = spikes.anomalous(np.array([4.0, 5.0, 8.0]), usual, usual, np.array(1.0))
+    assert flagged.tolist() == [False, False, True]  # P(X >= 5 | 1) = 0.0037; >= 8: 1e-5
+
+
 def test_a_customer_in_its_first_week_has_no_baseline_and_no_spikes() -> None:
     past = np.zeros(HISTORY_DAYS)
     past[-4:] = [10, 12, 11, 9]
