@@ -202,3 +202,18 @@ def test_the_months_run_is_green_when_its_alerts_cannot_be_delivered(
         "Commit of cust_big has run out: consumed 370.00 of 1.00",
         "Usage spike: cust_busy events_sent on 2025-03-20 (day under way)",
     ]
+
+
+def test_a_settled_month_is_not_read_again(
+    engine: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restatement sweep re-runs closed months daily for up to 120 days: their insights have
+    nothing left to tell once the month is over, settled and out of the alert window."""
+    lines = steady_events("cust_busy", dt.date(2025, 1, 20), dt.date(2025, 3, 31), 24, 10)
+    loader.load_lines(engine, lines, source="t")
+    monkeypatch.setenv("USAGE_BILLING_NOW", "2025-04-02T09:00:00+00:00")  # the close's alerts
+    fresh = metadata(materialize(database_url), FORECAST.key)
+    assert "settled_at" not in fresh and fresh["forecasts"] == 1
+    monkeypatch.setenv("USAGE_BILLING_NOW", "2025-04-04T00:00:00+00:00")
+    settled = metadata(materialize(database_url), FORECAST.key)
+    assert settled == {"settled_at": "2025-04-04T00:00:00+00:00"}

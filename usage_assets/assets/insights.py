@@ -22,7 +22,8 @@ import dagster as dg
 from usage_assets.assets.priced_usage import configured, invoice_totals
 from usage_assets.metadata import markdown_table
 from usage_assets.partitions import monthly_partitions
-from usage_billing import invoices, pricing, projections, spikes, usage_history
+from usage_billing import invoices, periods, pricing, projections, spikes, usage_history
+from usage_billing.collectors import collectors
 from usage_billing.forecasting import MetricForecast
 from usage_billing.incidents import open_incident
 from usage_billing.pricing import money
@@ -109,6 +110,15 @@ def _invoice_metadata(
     }
 
 
+def insights_settled(month: str, now: dt.datetime) -> dt.datetime | None:
+    """When the month stopped having insights to give, if it has: once it is over, every collector
+    has settled its last day and the alert window has passed, nothing is left to forecast and no
+    spike of it can still alert (the CLI and the portal compute any month live, as of any time)."""
+    settling = max((c.settling for c in collectors().values()), default=dt.timedelta(0))
+    settled = periods.month_bounds(month)[1] + settling + ALERT_DAYS + dt.timedelta(days=1)
+    return settled if now >= settled else None
+
+
 def _spec(name: str, description: str) -> dg.AssetSpec:
     """An insight: monthly, downstream of the month's priced usage, in the insights group."""
     return dg.AssetSpec(
@@ -176,6 +186,12 @@ def usage_insights(
     collector's usage (the read is most of the cost)."""
     engine = warehouse.get_engine()
     month = context.partition_key
+    settled = insights_settled(month, periods.now())
+    if settled is not None:  # a restatement sweep or backfill of an old month: nothing to tell
+        context.log.info(f"{month} settled at {settled.isoformat()}: its invoice is its outlook")
+        for key in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=key, metadata={"settled_at": settled.isoformat()})
+        return
     histories, as_of = usage_history.read_month(engine, month)
     if FORECAST.key in context.selected_asset_keys:
         card = configured(pricing.load_rate_card)
