@@ -80,6 +80,8 @@ def unremarkable_count(rows: np.ndarray, rows_due: np.ndarray) -> np.ndarray:
     """Where fewer than SMALL_COUNT rows are due: True when `rows` or more arrive by chance more
     often than TAIL (Poisson with mean `rows_due`). False where more rows are due."""
     rows, due = np.broadcast_arrays(np.ceil(np.asarray(rows, float) - 1e-9), rows_due)
+    # Series without a baseline (NaN) are decided elsewhere: not small here.
+    rows, due = np.nan_to_num(rows, nan=0.0), np.nan_to_num(due, nan=np.inf)
     small = due < SMALL_COUNT
     if not small.any():
         return np.zeros(rows.shape, bool)

@@ -89,6 +89,10 @@ def test_a_few_units_over_a_small_usual_day_need_poisson_rarity() -> None:
     usual = np.array([1.0, 1.0, 1.0])
     flagged = spikes.anomalous(np.array([4.0, 5.0, 8.0]), usual, usual, np.array(1.0))
     assert flagged.tolist() == [False, False, True]  # P(X >= 5 | 1) = 0.0037; >= 8: 1e-5
+    # series without a day or a baseline yet (NaN) beside ordinary ones: no error, no spike
+    observed, usual = np.array([np.nan, 3.0, 1.0]), np.array([1.0, np.nan, 1.0])
+    nothing = spikes.anomalous(observed, usual, usual, np.array(0.5), np.array([3, 3, 3]))
+    assert nothing.tolist() == [False, False, False]
 
 
 def test_a_customer_in_its_first_week_has_no_baseline_and_no_spikes() -> None:
