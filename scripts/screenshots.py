@@ -54,7 +54,8 @@ SCRATCH_VARIABLES = (
     "METRONOME_BASE_URL",
     "USAGE_ALERTS_WEBHOOK_URL",
 )
-GROUPS = ("aggregated_usage", "raw", "reporting")
+GROUPS = ("raw", "aggregated_usage", "reporting", "billing", "billing_api", "insights")
+GRAPH_WIDTH = 2600  # raw metrics to insights: nine columns of assets
 
 SET_NUX_SEEN = "mutation SetNuxSeen { setNuxSeen }"
 
@@ -206,11 +207,14 @@ GRAPH_PAN = """(() => {
 def shoot_asset_graph(page: Page, ui: DagsterUi, path: Path) -> None:
     """Global asset lineage: groups expanded, side panels hidden, zoomed in to node details
     (status, checks, partitions), the graph centered."""
-    page.resize(WIDTH, GRAPH_HEIGHT)  # seven collectors stacked need the height
-    page.open(lineage_url(ui), ["reported_usage", "usage_events", "events_sent"])
+    page.resize(GRAPH_WIDTH, GRAPH_HEIGHT)  # seven collectors stacked, nine columns
+    page.open(lineage_url(ui), ["reported_usage", "usage_events", "events_sent", "invoice_totals"])
     page.click(button("Hide navigation"))
     page.click(icon_button("panel_show_right"))  # the asset tree beside the graph
-    page.click(icon_button("zoom_in"))
+    for _ in range(3):  # zoom in until the nodes show their details
+        page.click(icon_button("zoom_in"))
+        if page.evaluate("document.body.innerText.includes('Partitions')"):
+            break
     page.settle(["Asset checks", "Partitions"], what="the detailed asset graph")
     pan = page.evaluate(GRAPH_PAN)
     page.drag(pan["start"], pan["by"])
