@@ -34,6 +34,13 @@ class ChromiumError(RuntimeError):
     """Chromium answered a DevTools command with an error, exited, or a page never rendered."""
 
 
+def missing() -> str | None:
+    """Why Chromium cannot start here, in one line; None when it can."""
+    if os.access(CHROMIUM, os.X_OK):
+        return None
+    return f"{CHROMIUM} not found: apt-get install -y chromium (or set CHROMIUM to a Chrome binary)"
+
+
 class DevTools:
     """A DevTools-protocol client over Chromium's `--remote-debugging-pipe` (fds 3 and 4):
     NUL-terminated JSON messages, no websocket library needed."""
@@ -190,6 +197,8 @@ def _above_stdio(fd: int) -> int:
 @contextlib.contextmanager
 def chromium_page(scratch: Path) -> Iterator[Page]:
     """Headless Chromium with one tab; the pipe's ends become the browser's fds 3 and 4."""
+    if reason := missing():
+        raise ChromiumError(reason)
     commands_read, commands_write = os.pipe()
     replies_read, replies_write = os.pipe()
     commands_read, replies_write = _above_stdio(commands_read), _above_stdio(replies_write)

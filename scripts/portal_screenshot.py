@@ -29,7 +29,8 @@ sys.path.insert(0, str(PROJECT_ROOT))  # for scripts.*
 
 from metronome_sandbox.server import running_sandbox  # noqa: E402
 from metronome_sandbox.settings import SandboxSettings  # noqa: E402
-from scripts.chromium import CHROMIUM, chromium_page  # noqa: E402
+from scripts import chromium  # noqa: E402
+from scripts.chromium import chromium_page  # noqa: E402
 from scripts.screenshots import scratch_environment  # noqa: E402
 from usage_billing import db, loader  # noqa: E402
 from usage_billing.cli.materialize import materialize  # noqa: E402
@@ -142,8 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "images")
     parser.add_argument("--server-url", help="a PostgreSQL URL allowed to create databases")
     args = parser.parse_args(argv)
-    if not Path(CHROMIUM).exists():
-        print(f"{CHROMIUM} not found: apt-get install -y chromium", file=sys.stderr)
+    if reason := chromium.missing():
+        print(reason, file=sys.stderr)
         return 2
     with scratch_environment(args.server_url) as scratch:
         os.environ["USAGE_BILLING_NOW"] = CLOCK.isoformat()

@@ -37,7 +37,8 @@ import sqlalchemy as sa  # noqa: E402
 
 from metronome_sandbox.server import running_sandbox  # noqa: E402
 from metronome_sandbox.settings import SandboxSettings  # noqa: E402
-from scripts.chromium import CHROMIUM, HEIGHT, WIDTH, Page, chromium_page  # noqa: E402
+from scripts import chromium  # noqa: E402
+from scripts.chromium import HEIGHT, WIDTH, Page, chromium_page  # noqa: E402
 from scripts.dagster_ui import DagsterUi, running_dagster_dev  # noqa: E402
 from usage_billing import db, periods, synthetic  # noqa: E402
 from usage_billing.cli import instance  # noqa: E402
@@ -281,8 +282,8 @@ def print_log_tails(scratch: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if not Path(CHROMIUM).exists():
-        print(f"{CHROMIUM} not found: apt-get install -y chromium", file=sys.stderr)
+    if reason := chromium.missing():
+        print(reason, file=sys.stderr)
         return 2
     with scratch_environment(args.server_url) as scratch:
         try:

@@ -11,6 +11,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.helpers import sent
@@ -39,7 +41,9 @@ LOCAL_VARIABLES = (
     "METRONOME_BEARER_TOKEN",
     "USAGE_BILLING_NOW",
     "USAGE_ALERTS_WEBHOOK_URL",
+    "USAGE_PORTAL_SECRET",
 )
+PORTAL_SECRET = "local-mode-portal-secret-0123456789abcdef"
 
 
 def _port_in_use(port: int) -> bool:
@@ -79,6 +83,16 @@ class LocalUser:
             capture_output=True,
             text=True,
             timeout=COMMAND_TIMEOUT_SECONDS,
+        )
+
+    def start(self, *arguments: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "usage_billing.cli", *arguments],
+            cwd=self.home,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def ok(self, *arguments: str) -> str:
@@ -140,3 +154,28 @@ def test_after_the_demo_every_command_works_on_the_local_default(
     # A sandbox stopped behind the user's back is started again by the next command.
     _stop(local_user.home / ".usage_billing" / "sandbox.pid", signal.SIGTERM)
     assert "SUCCESS" in local_user.ok("materialize", "--month", month)
+
+
+def test_after_the_demo_a_customer_opens_their_portal_page_from_a_signed_link(
+    local_user: LocalUser,
+) -> None:
+    local_user.ok("demo", "--customers", "2")
+    local_user.env["USAGE_PORTAL_SECRET"] = PORTAL_SECRET
+    portal = local_user.start("portal", "--port", "0")
+    try:
+        assert portal.stdout is not None
+        first = portal.stdout.readline()
+        listening = re.fullmatch(r"Customer portal listening on (http://127\.0\.0\.1:\d+)\n", first)
+        assert listening, (first, portal.stderr.read() if portal.poll() is not None else "")
+        url = listening[1]
+        link = local_user.ok("portal", "link", "--customer", "cust_0001", "--base-url", url)
+        page = httpx.get(link.strip(), timeout=60)
+        assert page.status_code == 200, page.text[:500]
+        assert "cust_0001" in page.text and "cust_0002" not in page.text
+        assert (
+            httpx.get(link.strip().replace("cust_0001", "cust_0002"), timeout=60).status_code == 403
+        )
+    finally:
+        portal.send_signal(signal.SIGINT)
+        _, err = portal.communicate(timeout=30)
+    assert portal.returncode == 0, err
