@@ -16,8 +16,10 @@ def test_a_missing_chromium_is_one_clear_error(
 ) -> None:
     absent = tmp_path / "no-chromium-here"
     monkeypatch.setattr(chromium, "CHROMIUM", str(absent))
-    with pytest.raises(chromium.ChromiumError, match="apt-get install -y chromium") as error:
-        with chromium.chromium_page(tmp_path):
-            pass
+    with (
+        pytest.raises(chromium.ChromiumError, match="apt-get install -y chromium") as error,
+        chromium.chromium_page(tmp_path),
+    ):
+        pass
     assert str(absent) in str(error.value)
     assert not list(tmp_path.glob("chromium-*"))  # nothing started, no profile left behind
