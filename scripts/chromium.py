@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -36,7 +37,7 @@ class ChromiumError(RuntimeError):
 
 def missing() -> str | None:
     """Why Chromium cannot start here, in one line; None when it can."""
-    if os.access(CHROMIUM, os.X_OK):
+    if shutil.which(CHROMIUM):  # a path, or a name on PATH
         return None
     return f"{CHROMIUM} not found: apt-get install -y chromium (or set CHROMIUM to a Chrome binary)"
 
