@@ -29,21 +29,27 @@ import sqlalchemy as sa
 from benchmarks._common import machine, peak_rss_mib, scratch_database
 from usage_billing import db, loader, periods, synthetic
 
-BAD_LINES = (
-    lambda n: b'{"event_id": "bad-%d", "customer_id": ' % n,
-    lambda n: b'{"event_id": "utf-%d", "customer_id": "\xff\xfe"}' % n,
-    lambda n: json.dumps(
-        {
-            "event_id": f"future-{n}",
-            "customer_id": "cust_0001",
-            "metric": "events_sent",
-            "occurred_at": (periods.now() + dt.timedelta(days=2)).isoformat(),
-            "value": 1,
-            "properties": {"environment_type": "PRODUCTION", "is_duplicate": False},
-        }
-    ).encode(),
-    lambda n: b'{"event_id": "nul-%d", "customer_id": "cust\\u0000", "metric": "events_sent"}' % n,
-    lambda n: json.dumps({"event_id": "x" * 300 + str(n), "customer_id": "c"}).encode(),
+
+def _line(n: int, **fields: object) -> bytes:
+    """A complete events_sent line but for `fields`."""
+    document = {
+        "event_id": f"bad-{n}",
+        "customer_id": "cust_0001",
+        "metric": "events_sent",
+        "occurred_at": (periods.now() - dt.timedelta(days=1)).isoformat(),
+        "value": 1,
+        "properties": {"environment_type": "PRODUCTION", "is_duplicate": False},
+        **fields,
+    }
+    return json.dumps(document).encode()
+
+
+BAD_LINES = (  # each bad for one reason only
+    lambda n: _line(n)[:-20],  # cut short: invalid JSON
+    lambda n: _line(n).replace(b"cust_0001", b"cust_\xff\xfe"),  # invalid UTF-8
+    lambda n: _line(n, occurred_at=(periods.now() + dt.timedelta(days=2)).isoformat()),
+    lambda n: _line(n, customer_id="cust\u0000"),  # a NUL in an id
+    lambda n: _line(n, event_id="x" * 300 + str(n)),  # longer than 256 characters
 )
 
 
