@@ -107,14 +107,6 @@ def forecast_histories(
     return sorted(forecasts, key=lambda f: (f.customer_id, f.billable_metric))
 
 
-def forecast_customer(
-    engine: sa.Engine, month: str, customer_id: str, as_of: dt.datetime | None = None
-) -> dict[str, MetricForecast]:
-    """One customer's forecasts by billable metric (only this customer's raw rows are read)."""
-    found = forecast_month(engine, month, as_of, customers=[customer_id])
-    return {f.billable_metric: f for f in found if f.customer_id == customer_id}
-
-
 def _month_days(month: str) -> list[dt.date]:
     start, end = periods.month_bounds(month)
     return [start.date() + dt.timedelta(days=n) for n in range((end - start).days)]

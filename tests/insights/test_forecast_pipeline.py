@@ -216,8 +216,8 @@ def test_a_month_that_is_over_is_forecast_as_what_it_was(engine: sa.Engine) -> N
 def test_one_customers_forecast_reads_only_that_customer(engine: sa.Engine) -> None:
     load_profiles(engine, 8, until=CLOCK)
     everyone = forecasting.forecast_month(engine, MONTH, CLOCK)
-    alone = forecasting.forecast_customer(engine, MONTH, "cust_0002", CLOCK)
-    assert alone == {f.billable_metric: f for f in everyone if f.customer_id == "cust_0002"}
+    alone = forecasting.forecast_month(engine, MONTH, CLOCK, customers=["cust_0002"])
+    assert alone == [f for f in everyone if f.customer_id == "cust_0002"]
     assert alone
 
 
