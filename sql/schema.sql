@@ -81,6 +81,23 @@ CREATE TABLE IF NOT EXISTS aggregated_usage (
   PRIMARY KEY (billable_metric, window_start, customer_id, groups)
 );
 
+-- What each collector partition was last computed from: the clock, the transaction snapshot of the
+-- raw rows it read and the statement that read them, and what it wrote. A re-run whose inputs have not
+-- changed since keeps the rows (collectors.replace_partition); the insights read such a partition
+-- instead of computing it again (usage_history.read). rows and total catch a hand edit of the rows.
+CREATE TABLE IF NOT EXISTS aggregated_usage_state (
+  billable_metric text NOT NULL,
+  period_start    timestamptz NOT NULL,
+  period_end      timestamptz NOT NULL,
+  as_of           timestamptz NOT NULL,
+  snapshot        pg_snapshot NOT NULL,
+  statement_sha   text NOT NULL,
+  rows            bigint NOT NULL,
+  total           numeric NOT NULL,
+  computed_at     timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (billable_metric, period_start, period_end)
+);
+
 -- Usage events: aggregated usage in the billing API's event shape, the truth that reporting diffs
 -- against the ledger. One row per (event_type, customer, window, group).
 CREATE TABLE IF NOT EXISTS usage_events (

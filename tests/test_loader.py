@@ -465,6 +465,23 @@ def test_raw_metric_declarations_type_properties_and_allow_negatives() -> None:
             collectors.parse("m.sql", f"{HEADER}-- raw_metric: {bad}\nSELECT 1")
 
 
+def test_a_collector_declares_every_clock_offset_its_sql_uses() -> None:
+    head = f"{HEADER}-- raw_metric: order(order_id)\n"
+    uses = "SELECT 1 WHERE a < :as_of - interval '24 hours' AND b <= :as_of"
+    parsed = collectors.parse("m.sql", f"{head}-- clock_offsets_hours: 24\n{uses}")
+    assert parsed.clock_offsets == (dt.timedelta(0), dt.timedelta(hours=24))
+    assert collectors.parse("m.sql", f"{head}SELECT :as_of").clock_offsets == (dt.timedelta(0),)
+    for declared, body in [
+        ("", uses),  # undeclared
+        ("-- clock_offsets_hours: 12\n", uses),  # another offset
+        ("-- clock_offsets_hours: 24\n", "SELECT :as_of + interval '24 hours'"),  # not a cut
+        ("", "SELECT :as_of::date"),  # a cut that jumps at midnight
+        ("-- clock_offsets_hours: a day\n", "SELECT 1"),
+    ]:
+        with pytest.raises(collectors.CollectorDefinitionError):
+            collectors.parse("m.sql", f"{head}{declared}{body}")
+
+
 def test_shipped_declarations() -> None:
     declared = raw_metrics()
     assert declared["chargeback_dispute"].decimal_properties == ("amount",)

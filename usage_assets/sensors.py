@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from usage_assets import runs
 from usage_assets.jobs import dlq_redrive_job, usage_billing_job
 from usage_assets.partitions import monthly_partitions
-from usage_billing import periods
+from usage_billing import db, periods
 from usage_billing.incidents import deliver_due, raise_incident, resolve_incident
 from usage_billing.resources import AlertsResource, BillingApiResource, WarehouseResource
 
@@ -264,9 +264,8 @@ def redrive_when_healthy(
 
 # --- Late raw metrics ----------------------------------------------------------------------------
 
-# The cursor is the PostgreSQL snapshot of the previous tick. A row is new when its transaction is
-# not visible in that snapshot (it committed since, whenever it began); transactions older than the
-# snapshot's xmin are visible in it, so the index range starts there.
+# The cursor is the PostgreSQL snapshot of the previous tick; a row is new when it was committed
+# since (db.COMMITTED_SINCE), whenever its transaction began.
 _SNAPSHOT = sa.text("SELECT pg_current_snapshot()::text")
 # (max() takes xid8 only from PostgreSQL 15 on; through bigint it works from 13.)
 _ARRIVALS = """
@@ -277,15 +276,10 @@ WHERE {committed_since}
 GROUP BY 1
 ORDER BY 1
 """
-_ARRIVALS_SINCE_SNAPSHOT = sa.text(
-    _ARRIVALS.format(
-        committed_since="loaded_xid >= pg_snapshot_xmin(CAST(:previous AS pg_snapshot))"
-        " AND NOT pg_visible_in_snapshot(loaded_xid, CAST(:previous AS pg_snapshot))"
-    )
-)
+_ARRIVALS_SINCE_SNAPSHOT = sa.text(_ARRIVALS.format(committed_since=db.COMMITTED_SINCE))
 # A cursor written before loaded_xid existed (a timestamp): one last pass by received_at.
 _ARRIVALS_SINCE_TIME = sa.text(
-    _ARRIVALS.format(committed_since="received_at > CAST(:previous AS timestamptz)")
+    _ARRIVALS.format(committed_since="received_at > CAST(:snapshot AS timestamptz)")
 )
 _REPORTED_MONTHS = sa.text(
     "SELECT DISTINCT partition_key FROM usage_outbox WHERE partition_key = ANY(:months)"
@@ -349,7 +343,7 @@ def late_raw_data(
             _ARRIVALS_SINCE_SNAPSHOT if is_snapshot_cursor(context.cursor) else _ARRIVALS_SINCE_TIME
         )
         arrivals = [
-            Arrival(**row._mapping) for row in conn.execute(query, {"previous": context.cursor})
+            Arrival(**row._mapping) for row in conn.execute(query, {"snapshot": context.cursor})
         ]
         months = [arrival.month for arrival in arrivals]
         reported = set(conn.execute(_REPORTED_MONTHS, {"months": months}).scalars())

@@ -1,13 +1,12 @@
 """Daily usage per customer and billable metric **as of an instant**, straight from the collectors.
 
 Forecasts and spike notices must see what was known at the pipeline clock and nothing later.
-`aggregated_usage` cannot promise that: a partition holds whatever its last run saw, and a run
-under a later clock (a backfill, a replay, a test) has seen later rows. So the history is computed
-afresh: every collector's own SELECT runs over the period, inside a transaction in which the name
-`raw_metrics` is a temporary view of the rows that occurred at or before the instant (PostgreSQL
-looks up temporary relations first). Whatever a collector's SQL says, it cannot read a later row;
-the transaction is rolled back, so nothing of it outlives the call. One rule, in one place, for
-every collector present and future.
+Every collector's own SELECT runs over the period as of the instant (`collectors.rows_known_at`:
+`raw_metrics` is a temporary view of the rows that occurred at or before it, so whatever a
+collector's SQL says, it cannot read a later row), inside a transaction rolled back at the end.
+A month whose stored partition in `aggregated_usage` is what the collector computes at the instant
+(`collectors.stale_reason`: nothing it reads committed since, no row crossed by the clock) is read
+from there instead; the rest is computed. Both answers are the same rows by construction.
 
 A day's value is complete once the day is over and its collector has settled
 (`settles_after_hours`, e.g. Fin's 24 h handoff window); `completion` says how much of a day is
@@ -18,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,15 +27,16 @@ import numpy as np
 import sqlalchemy as sa
 
 from usage_billing import forecast_model, periods
-from usage_billing.collectors import COLLECTOR_WORK_MEM, Collector, collectors
+from usage_billing.collectors import (
+    COLLECTOR_WORK_MEM,
+    Collector,
+    collectors,
+    rows_known_at,
+    stale_reason,
+)
 
 DAY = dt.timedelta(days=1)
 MAX_DECIMALS = 6  # projections are estimates: finer places would only be noise
-_RAW_METRICS_TABLE = sa.text("""
-SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
-FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
-WHERE c.oid = to_regclass('raw_metrics')
-""")
 _SCOPE_TABLE = sa.text(
     "CREATE TEMP TABLE usage_history_customers (customer_id text PRIMARY KEY) ON COMMIT DROP"
 )
@@ -48,10 +49,13 @@ SELECT c.customer_id,
        CASE WHEN (c.window_start AT TIME ZONE 'UTC')::date >= :exact_from
             THEN sum(c.value)::text END AS exact,
        max(scale(c.value)) AS decimals
-FROM ({collector_sql}) AS c
+FROM {rows} AS c
 WHERE c.window_start >= :period_start AND c.window_start < :period_end
+  AND c.value <> 0  -- as aggregated_usage holds them
+  {condition}
 GROUP BY 1, 2
 """
+_IN_SCOPE = "customer_id IN (SELECT customer_id FROM usage_history_customers)"
 
 
 # Raw rows of a day under way per customer: how many pieces its usage so far arrived in.
@@ -63,8 +67,31 @@ GROUP BY customer_id
 """)
 
 
-class AsOfError(RuntimeError):
-    """The as-of view cannot be set up (e.g. `raw_metrics` is already shadowed)."""
+@contextmanager
+def _read_transaction(
+    engine: sa.Engine, customers: Iterable[str] | None
+) -> Iterator[tuple[sa.Connection, str]]:
+    """One snapshot for the whole read (REPEATABLE READ: the partitions judged current and the
+    rows then read are the same), rolled back at the end; with `customers`, a scope over `r`."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin() as transaction:
+            scope = ""
+            if customers is not None:
+                conn.execute(_SCOPE_TABLE)
+                wanted = [{"customer_id": c} for c in sorted(set(customers))]
+                if wanted:
+                    conn.execute(_SCOPE_INSERT, wanted)
+                # Without statistics the planner takes the scope for thousands of rows and scans
+                # the whole period; knowing it is a handful, it reads those customers' rows
+                # through the collectors' indexes (a portal page: 0.81 s -> 0.10 s).
+                conn.exec_driver_sql("ANALYZE usage_history_customers")
+                scope = f"r.{_IN_SCOPE}"
+            conn.exec_driver_sql(f"SET LOCAL work_mem = '{COLLECTOR_WORK_MEM}'")
+            try:
+                yield conn, scope
+            finally:
+                transaction.rollback()  # the scope goes with it
 
 
 @contextmanager
@@ -73,32 +100,8 @@ def raw_metrics_as_of(
 ) -> Iterator[sa.Connection]:
     """A connection on which `raw_metrics` holds only rows that occurred at or before `as_of`
     (and, when given, only `customers`' rows), for as long as the block runs."""
-    if as_of.tzinfo is None:
-        raise ValueError("as_of must be timezone-aware")
-    with engine.connect() as conn, conn.begin() as transaction:
-        table = conn.execute(_RAW_METRICS_TABLE).scalar()
-        if table is None or table.startswith("pg_temp"):
-            raise AsOfError(f"raw_metrics resolves to {table!r}, not the raw metrics table")
-        # A view cannot take bind parameters: the instant is a literal rendered from a datetime.
-        scope = f"r.occurred_at <= timestamptz '{as_of.astimezone(dt.UTC).isoformat()}'"
-        if customers is not None:
-            conn.execute(_SCOPE_TABLE)
-            wanted = [{"customer_id": c} for c in sorted(set(customers))]
-            if wanted:
-                conn.execute(_SCOPE_INSERT, wanted)
-            # Without statistics the planner takes the scope for thousands of rows and scans the
-            # whole period; knowing it is a handful, it reads those customers' rows through the
-            # collectors' indexes (a portal page: 0.81 s -> 0.10 s, docs/benchmarks.md).
-            conn.exec_driver_sql("ANALYZE usage_history_customers")
-            scope += " AND r.customer_id IN (SELECT customer_id FROM usage_history_customers)"
-        conn.exec_driver_sql(
-            f"CREATE TEMP VIEW raw_metrics AS SELECT r.* FROM {table} AS r WHERE {scope}"
-        )
-        conn.exec_driver_sql(f"SET LOCAL work_mem = '{COLLECTOR_WORK_MEM}'")
-        try:
-            yield conn
-        finally:
-            transaction.rollback()  # the view and the scope go with it
+    with _read_transaction(engine, customers) as (conn, scope), rows_known_at(conn, as_of, scope):
+        yield conn
 
 
 @dataclass
@@ -176,26 +179,59 @@ def read(
     end = dt.datetime.combine(max(end_day, first_day), dt.time(), dt.UTC)
     days = (end - start).days
     histories = {}
-    with raw_metrics_as_of(engine, as_of, customers) as conn:
-        for metric, collector in collectors().items():
-            rows = (
-                conn.execute(
-                    sa.text(_DAILY.replace("{collector_sql}", collector.sql)),
-                    {
-                        "period_start": start,
-                        "period_end": end,
-                        "as_of": as_of,
-                        "exact_from": exact_from,
-                        "billable_metric": metric,
-                    },
-                )
-                .tuples()
-                .all()
-            )
-            history = _matrix(collector, first_day, days, rows)
-            history.arrivals = _arrivals(conn, collector, history, as_of, end_day)
-            histories[metric] = history
+    with _read_transaction(engine, customers) as (conn, scope):
+        # Judged on the real raw_metrics, before the as-of view hides it.
+        plans = {m: _plan(conn, c, start, end, as_of) for m, c in collectors().items()}
+        with rows_known_at(conn, as_of, scope):
+            for metric, collector in collectors().items():
+                params = {"as_of": as_of, "exact_from": exact_from, "billable_metric": metric}
+                rows = []
+                for piece_start, piece_end, stored in plans[metric]:
+                    piece = params | {"period_start": piece_start, "period_end": piece_end}
+                    statement = _daily_stored(scope) if stored else _daily(collector)
+                    rows += conn.execute(statement, piece).tuples().all()
+                history = _matrix(collector, first_day, days, rows)
+                history.arrivals = _arrivals(conn, collector, history, as_of, end_day)
+                histories[metric] = history
     return histories
+
+
+def _plan(
+    conn: sa.Connection,
+    collector: Collector,
+    start: dt.datetime,
+    end: dt.datetime,
+    as_of: dt.datetime,
+) -> list[tuple[dt.datetime, dt.datetime, bool]]:
+    """[start, end) cut at month boundaries into (start, end, read from aggregated_usage) pieces,
+    adjacent computed pieces merged into one."""
+    pieces: list[tuple[dt.datetime, dt.datetime, bool]] = []
+    cursor = start
+    while cursor < end:
+        month_start, month_end = periods.month_bounds(f"{cursor:%Y-%m}")
+        piece_end = min(month_end, end)
+        stored = stale_reason(conn, collector, month_start, month_end, as_of) is None
+        if pieces and not stored and not pieces[-1][2]:
+            pieces[-1] = (pieces[-1][0], piece_end, False)
+        else:
+            pieces.append((cursor, piece_end, stored))
+        cursor = piece_end
+    return pieces
+
+
+@functools.cache
+def _daily(collector: Collector) -> sa.TextClause:
+    """The collector's rows, computed (the as-of view scopes them)."""
+    return sa.text(_DAILY.format(rows=f"({collector.sql})", condition=""))
+
+
+@functools.cache
+def _daily_stored(scope: str) -> sa.TextClause:
+    """A current partition's rows, from aggregated_usage."""
+    condition = "AND c.billable_metric = :billable_metric"
+    if scope:
+        condition += f" AND c.{_IN_SCOPE}"
+    return sa.text(_DAILY.format(rows="aggregated_usage", condition=condition))
 
 
 def _arrivals(

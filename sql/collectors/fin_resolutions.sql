@@ -3,6 +3,7 @@
 -- raw_metric: support_event(ticket_id, kind, bot)
 -- restatement_horizon_days: 3
 -- settles_after_hours: 24
+-- clock_offsets_hours: 24
 --
 -- docs/architecture.md, "Billable metrics". How this file reads the points the definition leaves open:
 -- * A ticket is (customer_id, ticket_id), and only support events with bot = 'fin' belong to Fin:

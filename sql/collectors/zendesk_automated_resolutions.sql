@@ -2,6 +2,7 @@
 -- description: Zendesk automated resolutions: tickets with an AI answer and never a human handoff, counted once on the UTC day they settle (72 h after the ticket's last event); unsettled tickets are not billable yet.
 -- raw_metric: support_event(ticket_id, kind, bot)
 -- restatement_horizon_days: 3
+-- clock_offsets_hours: 72
 --
 -- docs/architecture.md, "Billable metrics". How this file reads the points the definition leaves open:
 -- * A ticket is (customer_id, ticket_id), and only support events with bot = 'zendesk' belong to

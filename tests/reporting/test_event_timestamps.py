@@ -33,7 +33,7 @@ def move_clock(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, moment: dt.dat
     response.raise_for_status()
 
 
-def test_a_raw_row_dated_days_ahead_waits_for_its_day_then_is_delivered(
+def test_a_raw_row_dated_days_ahead_waits_for_its_moment_then_is_delivered(
     engine: sa.Engine,
     database_url: str,
     sandbox: Sandbox,
@@ -52,7 +52,13 @@ def test_a_raw_row_dated_days_ahead_waits_for_its_day_then_is_delivered(
     assert max(event["timestamp"] for event in sandbox.events()) == "2025-03-03T00:00:00Z"
     assert sandbox.totals() == truth(engine)  # the future window is not usage yet
 
-    move_clock(sandbox, monkeypatch, at("2025-03-25 00:00"))  # its window starts now
+    move_clock(
+        sandbox, monkeypatch, at("2025-03-25 00:00")
+    )  # its window starts, it has not occurred
+    assert run_month(database_url, api, "2025-03").success
+    assert not [e for e in sandbox.events() if e["timestamp"] == "2025-03-25T00:00:00Z"]
+
+    move_clock(sandbox, monkeypatch, at("2025-03-25 10:00"))  # now it has
     second = run_month(database_url, api, "2025-03")
     assert second.success
     assert report_metadata(second)["acknowledged"] == 1

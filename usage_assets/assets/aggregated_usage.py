@@ -9,6 +9,9 @@ from usage_billing.collectors import Collector, collectors, replace_partition
 from usage_billing.resources import WarehouseResource
 
 GROUP = "aggregated_usage"
+# A run tagged `usage_billing/recompute: all` recomputes every partition it touches even when
+# nothing its collector reads has changed (e.g. after raw rows were deleted by hand).
+RECOMPUTE_TAG = "usage_billing/recompute"
 
 
 def usage_asset_key(billable_metric: str) -> dg.AssetKey:
@@ -16,7 +19,8 @@ def usage_asset_key(billable_metric: str) -> dg.AssetKey:
 
 
 def build_usage_asset(collector: Collector) -> dg.AssetsDefinition:
-    """Asset that recomputes a month of `collector` inside PostgreSQL and replaces its rows."""
+    """Asset that recomputes a month of `collector` inside PostgreSQL and replaces its rows, or
+    keeps them when nothing the collector reads has changed since."""
 
     @dg.asset(
         key=usage_asset_key(collector.billable_metric),
@@ -33,10 +37,16 @@ def build_usage_asset(collector: Collector) -> dg.AssetsDefinition:
     def _usage(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
         window = context.partition_time_window
         as_of = periods.now()
+        force = context.run.tags.get(RECOMPUTE_TAG) == "all"
         with warehouse.get_engine().begin() as conn:
-            summary = replace_partition(conn, collector, window.start, window.end, as_of)
+            summary = replace_partition(
+                conn, collector, window.start, window.end, as_of, force=force
+            )
+        context.log.info(f"{'recomputed' if summary.recomputed else 'kept'}: {summary.reason}")
         return dg.MaterializeResult(
             metadata={
+                "recomputed": summary.recomputed,
+                "reason": summary.reason,
                 "rows": summary.rows,
                 "customers": summary.customers,
                 "total": dg.MetadataValue.text(str(summary.total)),  # text: exact, never a float
