@@ -10,12 +10,15 @@ import datetime as dt
 import random
 from typing import Any
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
 from tests.helpers import line
+from usage_assets.assets.aggregated_usage import RECOMPUTE_TAG, usage_assets
 from usage_billing import collectors, loader, periods, synthetic, usage_history
 from usage_billing.collectors import Collector
+from usage_billing.resources import WarehouseResource
 
 pytestmark = pytest.mark.integration
 
@@ -211,3 +214,34 @@ def test_the_history_reads_current_partitions_exactly_as_it_computes_them(
         if "cust_0002" in history.customers:
             row = history.customers.index("cust_0002")
             assert scoped[metric].exact == [history.exact[row]], metric
+
+
+def _recomputed(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    """Per collector of the run: whether it recomputed its partition."""
+    found = [
+        e.step_materialization_data.materialization
+        for e in result.all_events
+        if e.is_step_materialization
+    ]
+    return {m.asset_key.path[-1]: m.metadata["recomputed"].value for m in found}
+
+
+def test_through_dagster_a_re_run_keeps_and_the_recompute_tag_recomputes(
+    seeded: sa.Engine, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USAGE_BILLING_NOW", CLOSE.isoformat())
+
+    def run(**tags: str) -> dict[str, bool]:
+        result = dg.materialize(
+            usage_assets,
+            partition_key="2025-01",
+            resources={"warehouse": WarehouseResource(database_url=database_url)},
+            tags=tags,
+        )
+        assert result.success
+        return _recomputed(result)
+
+    everything = set(collectors.collectors())
+    assert run() == dict.fromkeys(everything, True)
+    assert run() == dict.fromkeys(everything, False)
+    assert run(**{RECOMPUTE_TAG: "all"}) == dict.fromkeys(everything, True)
