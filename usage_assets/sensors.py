@@ -279,7 +279,7 @@ ORDER BY 1
 _ARRIVALS_SINCE_SNAPSHOT = sa.text(_ARRIVALS.format(committed_since=db.COMMITTED_SINCE))
 # A cursor written before loaded_xid existed (a timestamp): one last pass by received_at.
 _ARRIVALS_SINCE_TIME = sa.text(
-    _ARRIVALS.format(committed_since="received_at > CAST(:snapshot AS timestamptz)")
+    _ARRIVALS.format(committed_since="received_at > CAST(:since AS timestamptz)")
 )
 _REPORTED_MONTHS = sa.text(
     "SELECT DISTINCT partition_key FROM usage_outbox WHERE partition_key = ANY(:months)"
@@ -343,7 +343,7 @@ def late_raw_data(
             _ARRIVALS_SINCE_SNAPSHOT if is_snapshot_cursor(context.cursor) else _ARRIVALS_SINCE_TIME
         )
         arrivals = [
-            Arrival(**row._mapping) for row in conn.execute(query, {"snapshot": context.cursor})
+            Arrival(**row._mapping) for row in conn.execute(query, {"since": context.cursor})
         ]
         months = [arrival.month for arrival in arrivals]
         reported = set(conn.execute(_REPORTED_MONTHS, {"months": months}).scalars())

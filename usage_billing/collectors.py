@@ -324,7 +324,7 @@ def stale_reason(
     if state.statement_sha != statement_sha(collector):
         return "its SQL changed"
     metrics = [raw.name for raw in collector.raw_metrics]
-    if conn.execute(_COMMITTED_SINCE, {"metrics": metrics, "snapshot": state.snapshot}).scalar():
+    if conn.execute(_COMMITTED_SINCE, {"metrics": metrics, "since": state.snapshot}).scalar():
         return f"raw metrics it reads were committed since {state.as_of.isoformat()}"
     offset = clock_crossing(conn, collector, state.as_of, as_of)
     if offset is not None:

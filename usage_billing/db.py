@@ -112,12 +112,12 @@ def check_connection(engine: sa.Engine) -> None:
         ) from error
 
 
-# "Committed since snapshot :snapshot", for raw rows (a `pg_current_snapshot()` text): the row's
+# "Committed since snapshot :since", for raw rows (a `pg_current_snapshot()` text): the row's
 # transaction is not visible in the snapshot, whenever it began; transactions older than the
 # snapshot's xmin are visible in it, so the loaded_xid index range starts there.
 COMMITTED_SINCE = (
-    "loaded_xid >= pg_snapshot_xmin(CAST(:snapshot AS pg_snapshot))"
-    " AND NOT pg_visible_in_snapshot(loaded_xid, CAST(:snapshot AS pg_snapshot))"
+    "loaded_xid >= pg_snapshot_xmin(CAST(:since AS pg_snapshot))"
+    " AND NOT pg_visible_in_snapshot(loaded_xid, CAST(:since AS pg_snapshot))"
 )
 
 _TRANSACTION_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))")
