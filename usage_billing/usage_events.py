@@ -22,6 +22,7 @@ SELECT billable_metric, customer_id, window_start, groups, value,
        groups || jsonb_build_object(billable_metric, trim_scale(value)::text)
 FROM aggregated_usage
 WHERE window_start >= :period_start AND window_start < :period_end
+ORDER BY billable_metric, window_start, customer_id, groups  -- key order: B-tree appends
 """)
 _SUMMARY = sa.text("""
 SELECT event_type, count(*) AS events, sum(quantity) AS total
