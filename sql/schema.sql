@@ -81,10 +81,10 @@ CREATE TABLE IF NOT EXISTS aggregated_usage (
   PRIMARY KEY (billable_metric, window_start, customer_id, groups)
 );
 
--- What each collector partition was last computed from: the clock, the transaction snapshot of the
--- raw rows it read and the statement that read them, and what it wrote. A re-run whose inputs have not
--- changed since keeps the rows (collectors.replace_partition); the insights read such a partition
--- instead of computing it again (usage_history.read). rows and total catch a hand edit of the rows.
+-- What each collector partition was last computed from: the clock, the transaction snapshot of
+-- the raw rows it read, the statement that read them, and what it wrote. A re-run whose inputs
+-- have not changed since keeps the rows (collectors.replace_partition); the insights read such a
+-- partition instead of computing it again (usage_history.read). rows and total catch a hand edit.
 CREATE TABLE IF NOT EXISTS aggregated_usage_state (
   billable_metric text NOT NULL,
   period_start    timestamptz NOT NULL,
