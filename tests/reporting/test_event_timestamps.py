@@ -52,9 +52,8 @@ def test_a_raw_row_dated_days_ahead_waits_for_its_moment_then_is_delivered(
     assert max(event["timestamp"] for event in sandbox.events()) == "2025-03-03T00:00:00Z"
     assert sandbox.totals() == truth(engine)  # the future window is not usage yet
 
-    move_clock(
-        sandbox, monkeypatch, at("2025-03-25 00:00")
-    )  # its window starts, it has not occurred
+    # its window starts, but the row has not occurred yet
+    move_clock(sandbox, monkeypatch, at("2025-03-25 00:00"))
     assert run_month(database_url, api, "2025-03").success
     assert not [e for e in sandbox.events() if e["timestamp"] == "2025-03-25T00:00:00Z"]
 
