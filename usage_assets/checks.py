@@ -208,7 +208,7 @@ def _raw_gap_window(context: dg.AssetCheckExecutionContext) -> tuple[dt.datetime
 
 def build_raw_data_gap_check(collector: Collector) -> dg.AssetChecksDefinition:
     """WARN when a day has no raw metrics for this collector while most days have them."""
-    metrics = [raw.name for raw in collector.raw_metrics]
+    metrics = collector.raw_metric_names
 
     @dg.asset_check(
         asset=usage_asset_key(collector.billable_metric),

@@ -266,7 +266,6 @@ def redrive_when_healthy(
 
 # The cursor is the PostgreSQL snapshot of the previous tick; a row is new when it was committed
 # since (db.COMMITTED_SINCE), whenever its transaction began.
-_SNAPSHOT = sa.text("SELECT pg_current_snapshot()::text")
 # (max() takes xid8 only from PostgreSQL 15 on; through bigint it works from 13.)
 _ARRIVALS = """
 SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM') AS month,
@@ -334,7 +333,7 @@ def late_raw_data(
     # One snapshot for the cursor and the rows: REPEATABLE READ.
     engine = warehouse.get_engine().execution_options(isolation_level="REPEATABLE READ")
     with engine.begin() as conn:
-        snapshot = conn.execute(_SNAPSHOT).scalar_one()
+        snapshot = conn.execute(db.CURRENT_SNAPSHOT).scalar_one()
         if context.cursor is None:
             context.update_cursor(snapshot)
             yield dg.SkipReason("started watching raw metrics committed from now on")

@@ -82,7 +82,6 @@ ON CONFLICT (billable_metric, period_start, period_end) DO UPDATE
 SET as_of = EXCLUDED.as_of, snapshot = EXCLUDED.snapshot, statement_sha = EXCLUDED.statement_sha,
     rows = EXCLUDED.rows, total = EXCLUDED.total, computed_at = now()
 """)
-_SNAPSHOT = sa.text("SELECT pg_current_snapshot()::text")
 _COMMITTED_SINCE = sa.text(f"""
 SELECT EXISTS (SELECT 1 FROM raw_metrics WHERE metric = ANY(:metrics) AND {db.COMMITTED_SINCE})
 """)
@@ -132,6 +131,11 @@ class Collector:
     settling: dt.timedelta = dt.timedelta(0)  # a day's value is known this long after its end
     # Shifts at which row times meet the clock: 0 (the as-of cut) and the declared offsets.
     clock_offsets: tuple[dt.timedelta, ...] = (dt.timedelta(0),)
+
+    @property
+    def raw_metric_names(self) -> list[str]:
+        """The `metric` values of the raw rows it reads."""
+        return [raw.name for raw in self.raw_metrics]
 
 
 def parse(file_name: str, text: str) -> Collector:
@@ -317,14 +321,26 @@ def stale_reason(
 ) -> str | None:
     """Why the partition's stored rows may differ from what the collector computes at `as_of`
     now; None when they cannot (see the module docstring). Reads the real `raw_metrics`."""
+    verdict = _verdict(conn, collector, start, end, as_of)
+    return verdict if isinstance(verdict, str) else None
+
+
+def _verdict(
+    conn: sa.Connection,
+    collector: Collector,
+    start: dt.datetime,
+    end: dt.datetime,
+    as_of: dt.datetime,
+) -> str | sa.Row:
+    """Why the stored rows may be stale, or, when they are current, their _SUMMARY row."""
     params = _params(collector, start, end, as_of)
     state = conn.execute(_STATE, params).one_or_none()
     if state is None:
         return "never computed"
     if state.statement_sha != statement_sha(collector):
         return "its SQL changed"
-    metrics = [raw.name for raw in collector.raw_metrics]
-    if conn.execute(_COMMITTED_SINCE, {"metrics": metrics, "since": state.snapshot}).scalar():
+    since = {"metrics": collector.raw_metric_names, "since": state.snapshot}
+    if conn.execute(_COMMITTED_SINCE, since).scalar():
         return f"raw metrics it reads were committed since {state.as_of.isoformat()}"
     offset = clock_crossing(conn, collector, state.as_of, as_of)
     if offset is not None:
@@ -332,7 +348,7 @@ def stale_reason(
     summary = conn.execute(_SUMMARY, params).one()
     if (summary.rows, Decimal(summary.total)) != (state.rows, Decimal(state.total)):
         return "its rows were changed outside the pipeline"
-    return None
+    return summary
 
 
 def clock_crossing(
@@ -344,7 +360,7 @@ def clock_crossing(
     if one == other:
         return None
     earlier, later = sorted((one, other))
-    metrics = [raw.name for raw in collector.raw_metrics]
+    metrics = collector.raw_metric_names
     for offset in collector.clock_offsets:
         window = {"metrics": metrics, "earliest": earlier - offset, "latest": later - offset}
         if conn.execute(_OCCURRED_BETWEEN, window).scalar():
@@ -373,25 +389,24 @@ def replace_partition(
     params = _params(collector, start, end, as_of)
     db.lock_for_transaction(conn, f"aggregated_usage:{collector.billable_metric}:{start:%Y-%m-%d}")
     if force:
-        reason: str | None = "a full recompute was asked for"
+        reason = "a full recompute was asked for"
     else:
-        reason = stale_reason(conn, collector, start, end, as_of)
-    if reason is None:
-        return _summary(conn, params, recomputed=False, reason="nothing it reads has changed")
-    snapshot = conn.execute(_SNAPSHOT).scalar_one()
+        verdict = _verdict(conn, collector, start, end, as_of)
+        if not isinstance(verdict, str):
+            return _summary(verdict, recomputed=False, reason="nothing it reads has changed")
+        reason = verdict
+    snapshot = conn.execute(db.CURRENT_SNAPSHOT).scalar_one()
     # Aggregations hash a month of groups; the default 4 MB would spill them to disk.
     conn.exec_driver_sql(f"SET LOCAL work_mem = '{COLLECTOR_WORK_MEM}'")
     conn.execute(_DELETE, params)
     with rows_known_at(conn, as_of):
         conn.execute(_insert_statement(collector), params)
-    summary = _summary(conn, params, recomputed=True, reason=reason)
+    summary = _summary(conn.execute(_SUMMARY, params).one(), recomputed=True, reason=reason)
     state = {"snapshot": snapshot, "statement_sha": statement_sha(collector)}
     conn.execute(_SAVE_STATE, params | state | {"rows": summary.rows, "total": summary.total})
     return summary
 
 
-def _summary(
-    conn: sa.Connection, params: dict[str, object], *, recomputed: bool, reason: str
-) -> PartitionSummary:
-    row = conn.execute(_SUMMARY, params).one()
+def _summary(row: sa.Row, *, recomputed: bool, reason: str) -> PartitionSummary:
+    """A _SUMMARY row as the asset's metadata."""
     return PartitionSummary(row.rows, row.customers, Decimal(row.total), recomputed, reason)

@@ -112,6 +112,9 @@ def check_connection(engine: sa.Engine) -> None:
         ) from error
 
 
+# A snapshot of the transactions committed so far, as text (`xmin:xmax:xip,…`): a cursor for
+# COMMITTED_SINCE.
+CURRENT_SNAPSHOT = sa.text("SELECT pg_current_snapshot()::text")
 # "Committed since snapshot :since", for raw rows (a `pg_current_snapshot()` text): the row's
 # transaction is not visible in the snapshot, whenever it began; transactions older than the
 # snapshot's xmin are visible in it, so the loaded_xid index range starts there.

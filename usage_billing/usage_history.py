@@ -249,7 +249,7 @@ def _arrivals(
         rows = conn.execute(
             _ARRIVALS,
             {
-                "metrics": [raw.name for raw in collector.raw_metrics],
+                "metrics": collector.raw_metric_names,
                 "day_start": day_start,
                 "until": as_of - collector.settling,
             },
